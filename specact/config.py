@@ -109,6 +109,7 @@ class EvalConfig:
     cost_verifier: float = _help("Nominal cost of one verifier call.", default=0.05)
     bootstrap: int = _help("Bootstrap resamples for 95% intervals.", default=1000)
     batch_size: int = _help("Decision points per forward batch.", default=16)
+    max_examples: int = _help("Evaluate at most this many decision points per split (0 = all; a seeded subsample, whole trajectories).", default=0)
     generate_calls: bool = _help("Generate tool name + arguments when the predicted type uses a tool.", default=True)
     max_new_tokens: int = _help("Token budget of a generated call.", default=64)
 

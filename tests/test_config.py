@@ -1,0 +1,54 @@
+import pytest
+
+from specact.config import ParamsError, StudyConfig, load_params
+from specact.pipeline import REPO
+
+PROFILES = sorted((REPO / "params").glob("*.yaml")) + sorted((REPO / "params" / "ablations").glob("*.yaml"))
+
+
+def write(tmp_path, text, name="p.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_defaults_load(tmp_path):
+    cfg = load_params(write(tmp_path, "run_id: x\n"))
+    assert isinstance(cfg, StudyConfig) and cfg.run_id == "x"
+
+
+def test_unknown_key_names_key_and_allowed(tmp_path):
+    with pytest.raises(ParamsError, match=r"unknown parameter 'proposer.learning_rat'.*allowed in TrainConfig: .*learning_rate"):
+        load_params(write(tmp_path, "proposer:\n  learning_rat: 0.1\n"))
+
+
+def test_wrong_type_is_rejected(tmp_path):
+    with pytest.raises(ParamsError, match=r"proposer.max_steps: expected an integer"):
+        load_params(write(tmp_path, "proposer:\n  max_steps: many\n"))
+
+
+def test_yaml_scientific_notation_string_is_a_float(tmp_path):
+    # YAML 1.1 reads 1e-4 as the string '1e-4'.
+    cfg = load_params(write(tmp_path, "proposer:\n  learning_rate: 1e-4\n"))
+    assert cfg.proposer.learning_rate == pytest.approx(1e-4)
+
+
+def test_include_states_only_differences(tmp_path):
+    write(tmp_path, "run_id: base\nseed: 3\nproposer:\n  max_steps: 10\n  lora_r: 4\n", "base.yaml")
+    cfg = load_params(write(tmp_path, "include: base.yaml\nrun_id: child\nproposer:\n  max_steps: 20\n"))
+    assert (cfg.run_id, cfg.seed, cfg.proposer.max_steps, cfg.proposer.lora_r) == ("child", 3, 20, 4)
+
+
+def test_unknown_configuration(tmp_path):
+    with pytest.raises(ParamsError, match="configurations"):
+        load_params(write(tmp_path, "configurations: [A, Z]\n"))
+
+
+def test_missing_file():
+    with pytest.raises(ParamsError, match="not found"):
+        load_params("params/does-not-exist.yaml")
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
+def test_every_shipped_profile_loads(path):
+    load_params(path)
