@@ -1,0 +1,52 @@
+"""Small conveniences every notebook uses: validated parameters, seeding, plotting style, metrics files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from specact.config import build
+from specact.prompts import PromptConfig
+
+
+def setup(seed: int = 0) -> None:
+    """Seed every RNG the study touches and set a readable plotting style for HTML reports."""
+    import numpy as np
+    import seaborn as sns
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    sns.set_theme(context="notebook", style="whitegrid")
+
+
+def section(cls, namespace: dict[str, Any]):
+    """Build dataclass ``cls`` from the notebook's parameters (the names in ``namespace``).
+
+    Papermill only warns about unknown parameters; the runner rejects them before a stage
+    starts, and this re-validates types for a notebook run by hand.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    return build(cls, {k: namespace[k] for k in names if k in namespace})
+
+
+def prompt_config(prompt: dict) -> PromptConfig:
+    return build(PromptConfig, dict(prompt))
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write metrics as JSON (``pm.record`` is gone: results live in files, not notebook metadata)."""
+    from specact.report import to_jsonable
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_jsonable(obj), indent=2, sort_keys=True))
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
