@@ -189,7 +189,7 @@ def render_prompt(tokenizer, record: dict, cfg: PromptConfig | None = None) -> s
             best, hi = cand, mid
         else:
             lo = mid + 1
-    return render(lo) if lo != hi or best is None else best
+    return best  # == render(hi): the fewest dropped turns that fit (or all droppable dropped)
 
 
 def prompt_ids(tokenizer, record: dict, cfg: PromptConfig | None = None) -> list[int]:

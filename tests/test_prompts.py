@@ -1,0 +1,95 @@
+import pytest
+
+from specact.actions import LABELS
+from specact.prompts import PromptConfig, format_action, parse_action, prompt_ids, render_prompt, sft_example, verifier_text
+from specact.tokenization import byte_tokenizer
+
+
+def record(n_turns=1, tool_out="ok"):
+    msgs = [{"role": "system", "content": "You manage files."}]
+    for i in range(n_turns):
+        msgs += [
+            {"role": "user", "content": f"Request number {i}: list the folder."},
+            {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "id": f"c{i}", "function": {"name": "ls", "arguments": {"a": True}}}]},
+            {"role": "tool", "tool_call_id": f"c{i}", "name": "ls", "content": tool_out},
+        ]
+    msgs.append({"role": "user", "content": "Now create the folder temp."})
+    tools = [{"type": "function", "function": {"name": "mkdir", "description": "Create a directory. " * 20,
+                                               "parameters": {"type": "object", "properties": {"dir_name": {"type": "string", "description": "name"}}, "required": ["dir_name"]}}}]
+    return {"id": "r", "messages": msgs, "tools": tools, "label": "file_write",
+            "target": {"name": "mkdir", "arguments": {"dir_name": "temp"}}, "meta": {"source": "t", "trajectory_id": "t"}}
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_format_parse_roundtrip(label):
+    call = {"name": "mkdir", "arguments": {"dir_name": "temp"}}
+    text = format_action(label, call)
+    got_label, got_call = parse_action(text)
+    assert got_label == label
+    assert got_call == (call if label in ("tool_call", "retrieval", "file_read", "file_write", "repair", "verifier") else None)
+
+
+def test_parse_tolerates_garbage():
+    assert parse_action("nonsense\n{bad") == (None, None)
+    assert parse_action("file_read\n{\"name\": \"cat\", \"arguments\": {}} trailing") == ("file_read", {"name": "cat", "arguments": {}})
+
+
+def test_prompt_uses_chat_template_with_tools_and_generation_prompt():
+    tok = byte_tokenizer()
+    text = render_prompt(tok, record())
+    assert "mkdir" in text and text.rstrip().endswith("<|im_start|>assistant")
+    assert "Now create the folder temp." in text
+
+
+def test_budget_drops_oldest_turns_first():
+    tok = byte_tokenizer()
+    rec = record(n_turns=12)
+    cfg = PromptConfig(max_prompt_tokens=1400, tool_schema="compact")
+    ids = prompt_ids(tok, rec, cfg)
+    assert len(ids) <= 1400
+    text = render_prompt(tok, rec, cfg)
+    assert "Now create the folder temp." in text and "Request number 11" in text
+    assert "Request number 0:" not in text
+
+
+def test_compact_schema_drops_descriptions():
+    tok = byte_tokenizer()
+    assert "Create a directory." not in render_prompt(tok, record(), PromptConfig(tool_schema="compact"))
+    assert "Create a directory." in render_prompt(tok, record(), PromptConfig(tool_schema="full"))
+
+
+def test_long_tool_output_is_clipped():
+    tok = byte_tokenizer()
+    text = render_prompt(tok, record(tool_out="x" * 5000), PromptConfig(max_message_chars=100, max_prompt_tokens=10**6))
+    assert "chars clipped" in text and "x" * 200 not in text
+
+
+def test_training_and_verifier_text_share_the_prompt():
+    tok = byte_tokenizer()
+    rec = record()
+    ex = sft_example(tok, rec)
+    assert ex["prompt"] == render_prompt(tok, rec)
+    assert ex["completion"] == 'file_write\n{"arguments": {"dir_name": "temp"}, "name": "mkdir"}'
+    assert verifier_text(tok, rec, "file_read", None) == ex["prompt"] + "file_read"
+
+
+class NoToolsTemplate:
+    """A tokenizer whose chat template ignores tools and rejects the tool role (like many small models)."""
+
+    chat_template = "x"
+
+    def apply_chat_template(self, messages, tools=None, **kw):
+        out = ""
+        for m in messages:
+            if m["role"] == "tool" or m.get("tool_calls"):
+                raise ValueError("role not supported")
+            out += f"<{m['role']}>{m['content']}</{m['role']}>"
+        return out + "<assistant>"
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": list(text.encode())}
+
+
+def test_fallback_renders_tools_and_calls_as_text():
+    text = render_prompt(NoToolsTemplate(), record(), PromptConfig(max_prompt_tokens=10**6))
+    assert "mkdir" in text and "<tool_response name=ls>" in text and "<tool_call>" in text
