@@ -1,0 +1,126 @@
+"""specact.stats against scipy / sklearn / statsmodels and hand-computed cases."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import binomtest
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import f1_score
+
+from specact.actions import LABELS
+from specact.stats import (
+    auroc,
+    baselines,
+    bootstrap_ci,
+    classification_summary,
+    cost_to_reach,
+    frontier_auc,
+    macro_f1,
+    mcnemar,
+    paired_bootstrap_diff,
+    pareto_hull,
+    reliability,
+)
+
+
+def test_bootstrap_contains_point_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    small, large = rng.random(100) < 0.7, rng.random(2000) < 0.7
+    a, b = bootstrap_ci(small, n_resamples=500), bootstrap_ci(large, n_resamples=500)
+    assert a.low <= a.estimate <= a.high and b.low <= b.estimate <= b.high
+    assert (b.high - b.low) < 0.5 * (a.high - a.low)  # width ~ 1/sqrt(n): ratio ~0.22
+    assert bootstrap_ci(small, n_resamples=500, seed=1) != bootstrap_ci(small, n_resamples=500, seed=2)
+    assert bootstrap_ci(small, n_resamples=500, seed=1) == bootstrap_ci(small, n_resamples=500, seed=1)
+
+
+def test_bootstrap_degenerate_and_paired():
+    assert bootstrap_ci(np.ones(50)) == (1.0, 1.0, 1.0)
+    assert bootstrap_ci(np.ones(50), method="BCa") == (1.0, 1.0, 1.0)
+    one = bootstrap_ci(np.array([1.0]))
+    assert one.estimate == 1.0 and np.isnan(one.low)
+    # A statistic of a label pair that is constant under resampling (perfect predictions).
+    gold = np.array(LABELS * 5)
+    assert bootstrap_ci((gold, gold), macro_f1, n_resamples=20) == (1.0, 1.0, 1.0)
+    pred = gold.copy()
+    pred[::4] = "BLOCKED"
+    ci = bootstrap_ci((gold, pred), macro_f1, n_resamples=30, method="BCa")
+    assert ci.low <= ci.estimate <= ci.high < 1
+    x = np.random.default_rng(1).random(200) < 0.6
+    assert paired_bootstrap_diff(x, x) == (0.0, 0.0, 0.0)
+    y = x.copy()
+    y[:30] = True  # y is never worse than x: the paired interval sits at or above zero
+    d = paired_bootstrap_diff(y, x, n_resamples=500)
+    assert d.estimate == pytest.approx((y.mean() - x.mean())) and d.low >= 0
+
+
+def test_mcnemar_known_tables():
+    # b = 3 (a right, b wrong), c = 10 -> exact two-sided binomial on 13 discordant pairs.
+    a = np.array([1] * 20 + [1] * 3 + [0] * 10 + [0] * 5, bool)
+    b = np.array([1] * 20 + [0] * 3 + [1] * 10 + [0] * 5, bool)
+    r = mcnemar(a, b)
+    assert (r.b, r.c, r.exact) == (3, 10, True)
+    assert r.pvalue == pytest.approx(binomtest(3, 13, 0.5).pvalue)
+    # 40 discordant pairs: chi-square with continuity correction (|b - c| - 1)^2 / (b + c).
+    a = np.array([1] * 30 + [0] * 10, bool)
+    r = mcnemar(a, ~a)
+    assert not r.exact and r.statistic == pytest.approx((20 - 1) ** 2 / 40)
+    same = mcnemar(a, a)
+    assert same.pvalue == 1.0 and same.b == same.c == 0
+    assert np.isnan(mcnemar(np.full(40, 0.5), a).pvalue)  # expectations, not outcomes
+
+
+def test_auroc_known_case_and_one_class():
+    r = auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], n_resamples=50)
+    assert r["auroc"] == pytest.approx(0.75)
+    rng = np.random.default_rng(0)
+    y = rng.random(300) < 0.5
+    r = auroc(y, y + rng.normal(0, 0.8, 300), n_resamples=100)
+    assert r["low"] <= r["auroc"] <= r["high"] and r["reason"] == ""
+    one = auroc([1, 1, 1], [0.2, 0.5, 0.9])
+    assert np.isnan(one["auroc"]) and "one class" in one["reason"]
+
+
+def test_reliability_matches_sklearn_and_hand_ece():
+    y = np.array([0, 0, 1, 1, 1, 0])
+    p = np.array([0.1, 0.2, 0.8, 0.9, 0.7, 0.6])
+    rel = reliability(y, p, n_bins=2)
+    # bins [0, .5): probs .1 .2, both negative; [.5, 1]: .8 .9 .7 .6 with 3/4 positive.
+    ece = 2 / 6 * abs(0 - 0.15) + 4 / 6 * abs(0.75 - 0.75)
+    assert rel["ece"] == pytest.approx(ece)
+    ft, mp = calibration_curve(y, p, n_bins=2)
+    assert np.allclose(rel["table"]["frac_positive"], ft) and np.allclose(rel["table"]["mean_prob"], mp)
+    assert rel["table"]["count"].sum() == 6
+    rng = np.random.default_rng(0)
+    pp = rng.random(20000)
+    assert reliability(rng.random(20000) < pp, pp)["ece"] < 0.02  # calibrated by construction
+
+
+def test_classification_summary_against_sklearn():
+    gold = ["retrieval", "retrieval", "final_answer", "BLOCKED", "file_read"]
+    pred = ["retrieval", "final_answer", "final_answer", "BLOCKED", "retrieval"]
+    s = classification_summary(gold, pred)
+    assert s["accuracy"] == pytest.approx(0.6)
+    # Macro-F1 over labels occurring in gold or pred (sklearn's default label set).
+    assert s["macro_f1"] == pytest.approx(f1_score(gold, pred, average="macro"))
+    assert list(s["confusion"].index) == list(LABELS) and s["confusion"].to_numpy().sum() == 5
+    pc = s["per_class"].set_index("label")
+    assert pc.loc["retrieval", "support"] == 2 and pc.loc["retrieval", "precision"] == pytest.approx(0.5)
+
+
+def test_baselines_use_train_majority():
+    b = baselines(["retrieval"] * 5 + ["final_answer"] * 3, ["final_answer"] * 3 + ["retrieval"])
+    assert b["random"] == pytest.approx(1 / 9) and b["majority_label"] == "retrieval"
+    assert b["majority"] == pytest.approx(0.25)  # measured on the evaluated labels
+
+
+def test_frontier_helpers():
+    df = pd.DataFrame({"nominal_cost": [0.2, 0.4, 0.5, 0.6, 1.0], "accuracy": [0.6, 0.7, 0.65, 0.85, 0.8]})
+    hull = pareto_hull(df)
+    assert hull["nominal_cost"].tolist() == [0.2, 0.4, 0.6]
+    assert pareto_hull(df, convex=True)["nominal_cost"].tolist() == [0.2, 0.6]  # 0.4 lies under the chord
+    # step frontier over [0.2, 1.0]: 0.6 on [.2,.4), 0.7 on [.4,.6), 0.85 on [.6,1]
+    assert frontier_auc(df, 0.2, 1.0) == pytest.approx((0.6 * 0.2 + 0.7 * 0.2 + 0.85 * 0.4) / 0.8)
+    assert frontier_auc(df, 0.1, 0.2, floor=0.0) == pytest.approx(0.0)
+    assert cost_to_reach(df, 0.5, 0.6, 0.85) == pytest.approx(0.6)  # target .725 first met at .6
+    assert cost_to_reach(df, 0.4, 0.6, 0.85) == pytest.approx(0.4)  # target .70
+    assert np.isnan(cost_to_reach(df, 1.0, 0.6, 0.9))
