@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from specact.actions import LABELS
 from specact.cascade import StepResults, pareto_hull
-from specact.stats import bootstrap_ci, macro_f1, mcnemar, paired_bootstrap_diff
+from specact.stats import add_baseline_ratios, bootstrap_ci, macro_f1, mcnemar, paired_bootstrap_diff
 
 ALPHA = 0.05  # significance level of every statement in the written finding
 ORDER = ("A", "A_frozen", "B", "C", "D", "E", "oracle", "random")
@@ -57,8 +57,7 @@ def config_table(results: dict[str, StepResults], base: dict | None = None, n_re
         rows.append(row)
     df = pd.DataFrame(rows)
     if base:
-        df["x_random"] = df["accuracy"] / base["random"]
-        df["x_majority"] = df["accuracy"] / base["majority"] if base["majority"] > 0 else np.nan
+        df = add_baseline_ratios(df, base)
     cols = ["config", "n", "accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "tool_name_acc", "call_exact",
             "accept_rate", "accept_precision", "acc_rejected", "nominal_cost", "nominal_cost_lo", "nominal_cost_hi",
             "measured_cost", "seconds", "x_random", "x_majority", "p_vs_B", "p_vs_A", "threshold"]
