@@ -1,0 +1,182 @@
+import json
+from collections import Counter
+
+import pytest
+
+from specact.actions import LABELS, TOOL_LABELS
+from specact.config import DataConfig
+from specact.data import build
+from specact.prompts import PromptConfig, gold_call
+
+
+def cfg(**kw):
+    base = dict(bfcl_categories=["base", "long_context", "miss_param", "miss_func"], bfcl_max_trajectories=12,
+                bfcl_irrelevance=20, synthetic_trajectories=150, max_steps_per_trajectory=6, split_fractions=[0.7, 0.15, 0.15])
+    return DataConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def dd():
+    return build.build_decisions(cfg(), seed=0)
+
+
+def test_columns_and_records(dd):
+    assert set(dd) == {"train", "dev", "test"}
+    for split in dd:
+        assert dd[split].column_names == list(build.COLUMNS)
+        recs = build.to_records(dd[split])
+        assert [r["id"] for r in recs] == dd[split]["id"]
+        assert [r["label"] for r in recs] == dd[split]["label"]
+
+
+def test_every_label_in_train_and_test(dd):
+    for split in ("train", "test"):
+        assert set(dd[split]["label"]) == set(LABELS), split
+
+
+def test_no_trajectory_or_scenario_crosses_splits(dd):
+    where = {}
+    for split in dd:
+        for rec in build.to_records(dd[split]):
+            for key in (rec["meta"]["trajectory_id"], build.group_of(rec)):
+                assert where.setdefault(key, split) == split, key
+
+
+def test_fractions_roughly_hold(dd):
+    n = {s: len(dd[s]) for s in dd}
+    total = sum(n.values())
+    assert 0.6 < n["train"] / total < 0.8 and 0.08 < n["test"] / total < 0.25
+
+
+def test_steps_are_capped_deterministically():
+    recs = [{"id": f"t{i}-{j}", "label": "tool_call", "meta": {"trajectory_id": f"t{i}", "source": "x"}} for i in range(3) for j in range(10)]
+    a = build.cap_steps(recs, 4, seed=1)
+    assert max(Counter(r["meta"]["trajectory_id"] for r in a).values()) == 4
+    assert a == build.cap_steps(recs, 4, seed=1) and a != build.cap_steps(recs, 4, seed=2)
+    assert build.cap_steps(recs, 0, seed=1) == recs
+
+
+def test_same_seed_gives_byte_identical_jsonl(tmp_path):
+    small = cfg(bfcl_categories=["base", "miss_func"], bfcl_max_trajectories=4, bfcl_irrelevance=5, synthetic_trajectories=30)
+    paths = []
+    for run in ("a", "b"):
+        paths.append(build.export_jsonl(build.build_decisions(small, seed=3), tmp_path / run))
+    for split in ("train", "dev", "test"):
+        assert paths[0][split].read_bytes() == paths[1][split].read_bytes()
+    other = build.export_jsonl(build.build_decisions(small, seed=4), tmp_path / "c")
+    assert other["train"].read_bytes() != paths[0]["train"].read_bytes()
+
+
+def test_save_load_roundtrip(dd, tmp_path):
+    build.save_decisions(dd, tmp_path / "d")
+    back = build.load_decisions(tmp_path / "d")
+    assert {s: back[s]["record"] for s in back} == {s: dd[s]["record"] for s in dd}
+
+
+def test_tiny_build_repairs_label_coverage():
+    tiny = cfg(bfcl_categories=[], bfcl_irrelevance=0, synthetic_trajectories=25, max_steps_per_trajectory=4)
+    recs = build.build_records(tiny, seed=0)
+    pairs = {(r["label"], build.group_of(r)) for s in recs for r in recs[s]}
+    groups_per_label = Counter(lab for lab, _ in pairs)
+    multi = {lab for lab, n in groups_per_label.items() if n >= 2}  # labels a split repair can cover
+    for split in ("train", "test"):
+        assert multi <= {r["label"] for r in recs[split]}, split
+
+
+def test_nestful_is_refused_clearly():
+    with pytest.raises(ValueError, match="nestful"):
+        build.collect(cfg(nestful=5), seed=0)
+
+
+# ---------------------------------------------------------------- verifier pairs
+def test_verifier_pairs_have_both_classes_and_the_confusion_kinds(dd):
+    recs = build.to_records(dd["train"])
+    rows = build.make_verifier_pairs(recs, negatives_per_positive=3, seed=0)
+    assert Counter(r["accept"] for r in rows)[1] == len(recs)
+    kinds = Counter(r["kind"] for r in rows)
+    for k in ("gold", "confusion:read_for_write", "confusion:write_for_read", "confusion:wrong_argument", "confusion:wrong_tool",
+              "confusion:answer_for_clarification", "confusion:tool_call_for_retrieval", "confusion:retrieval_for_tool_call",
+              "confusion:retry_for_repair", "confusion:answer_for_verifier", "confusion:verifier_for_answer",
+              "confusion:answer_for_blocked", "confusion:act_for_blocked"):
+        assert kinds[k] > 0, k
+    by_id = {r["id"]: r for r in recs}
+    for row in rows:
+        rec = by_id[row["id"].split("::")[0]]
+        assert json.loads(row["record"])["id"] == rec["id"]
+        call = json.loads(row["call"]) if row["call"] else None
+        assert row["label"] in LABELS and (call is not None) == (row["label"] in TOOL_LABELS)
+        assert build.is_correct(rec, row["label"], call, match="exact") == bool(row["accept"]), row["kind"]
+    assert rows == build.make_verifier_pairs(recs, negatives_per_positive=3, seed=0)
+
+
+def test_retry_for_repair_repeats_the_failed_call(dd):
+    recs = [r for r in build.to_records(dd["train"]) if r["label"] == "repair"]
+    rows = [r for r in build.make_verifier_pairs(recs, 5, seed=0) if r["kind"] == "confusion:retry_for_repair"]
+    assert rows
+    for row in rows:
+        rec = json.loads(row["record"])
+        failed = [c["function"] for m in rec["messages"] if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+        assert json.loads(row["call"])["name"] in {f["name"] for f in failed}
+
+
+def test_is_correct_rule():
+    rec = {"label": "file_write", "target": {"name": "mkdir", "arguments": {"dir_name": "a"}}}
+    assert build.is_correct(rec, "file_write", {"name": "mkdir", "arguments": {"dir_name": "b"}})
+    assert not build.is_correct(rec, "file_write", {"name": "mkdir", "arguments": {"dir_name": "b"}}, match="exact")
+    assert not build.is_correct(rec, "file_write", {"name": "touch", "arguments": {}})
+    assert not build.is_correct(rec, "file_write", None)
+    assert not build.is_correct(rec, "file_read", {"name": "mkdir", "arguments": {"dir_name": "a"}})
+    text = {"label": "final_answer", "target": None}
+    assert build.is_correct(text, "final_answer", None) and not build.is_correct(text, "BLOCKED", None)
+
+
+def test_crossfit_pairs_and_dataset(dd):
+    recs = build.to_records(dd["train"])[:20]
+    preds = [{"id": r["id"], "label": r["label"], "call": gold_call(r)} for r in recs[:10]]
+    preds += [{"id": r["id"], "label": "BLOCKED" if r["label"] != "BLOCKED" else "final_answer", "call": None} for r in recs[10:]]
+    rows = build.crossfit_pairs(recs, preds)
+    assert [r["accept"] for r in rows] == [1] * 10 + [0] * 10 and {r["kind"] for r in rows} == {"crossfit"}
+    with pytest.raises(KeyError):
+        build.crossfit_pairs(recs, [{"id": "nope", "label": "tool_call", "call": None}])
+    vp = build.verifier_pairs_dataset({"train": recs, "dev": recs[:5]}, 1, seed=0, crossfit=preds)
+    assert set(vp) == {"train", "dev"} and vp["train"].column_names == ["id", "record", "label", "call", "accept", "kind"]
+    assert sum(vp["train"]["accept"]) == 20 + 10 and "crossfit" in set(vp["train"]["kind"])
+
+
+# ---------------------------------------------------------------- views
+class TinyTokenizer:
+    """Just enough of a chat tokenizer for the prompt builder (no hub download)."""
+
+    chat_template = "tiny"
+
+    def apply_chat_template(self, messages, tools=None, add_generation_prompt=True, tokenize=False, **kw):
+        text = "".join(f"<{m['role']}>{m.get('content') or ''}" for m in messages)
+        if tools:
+            text = "".join(t["function"]["name"] + ";" for t in tools) + text
+        return text + ("<assistant>" if add_generation_prompt else "")
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": list(range(len(text.split())))}
+
+
+def test_proposer_sft(dd):
+    recs = build.to_records(dd["dev"])[:15]
+    ds = build.proposer_sft(TinyTokenizer(), recs, PromptConfig(max_prompt_tokens=10_000))
+    assert ds.column_names == ["id", "label", "prompt", "completion"]
+    assert [c.split("\n")[0] for c in ds["completion"]] == [r["label"] for r in recs]
+
+
+def test_datacard_plot_and_examples(dd):
+    card = build.datacard(dd, tokenizer=TinyTokenizer(), prompt_cfg=PromptConfig(max_prompt_tokens=10_000))
+    assert card["counts"]["n"].sum() == sum(len(dd[s]) for s in dd)
+    assert list(card["label_by_split"].index) == list(LABELS)
+    assert card["label_by_split"]["total"].sum() == sum(len(dd[s]) for s in dd)
+    assert {"trajectories", "lengths", "source_by_label", "prompt_tokens"} <= set(card)
+    assert json.loads(json.dumps(build.card_to_json(card)))["label_by_split"][0]["label"] == LABELS[0]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = build.plot_label_distribution(dd)
+    assert ax.get_ylabel() == "decision points"
+    ex = build.render_examples(dd, per_label=1)
+    assert len(ex) == len(LABELS) and all(e.startswith("[") for e in ex)
