@@ -94,7 +94,7 @@ def test_verifier_pairs_have_both_classes_and_the_confusion_kinds(dd):
     rows = build.make_verifier_pairs(recs, negatives_per_positive=3, seed=0)
     assert Counter(r["accept"] for r in rows)[1] == len(recs)
     kinds = Counter(r["kind"] for r in rows)
-    for k in ("gold", "confusion:read_for_write", "confusion:write_for_read", "confusion:wrong_argument", "confusion:wrong_tool",
+    for k in ("gold", "confusion:read_for_write", "confusion:write_for_read", "confusion:wrong_tool",
               "confusion:answer_for_clarification", "confusion:tool_call_for_retrieval", "confusion:retrieval_for_tool_call",
               "confusion:retry_for_repair", "confusion:answer_for_verifier", "confusion:verifier_for_answer",
               "confusion:answer_for_blocked", "confusion:act_for_blocked"):

@@ -27,7 +27,6 @@ def is_correct(record: dict, label: str | None, call: dict | None, match: str = 
     call, the proposed call's ``name`` must equal the gold name too. ``match="exact"`` also
     requires equal arguments (as parsed JSON; ``1 == 1.0``). Text actions (final_answer,
     ask_clarification, BLOCKED) are judged by label alone: their wording is not graded.
-    Verifier negatives of kind ``confusion:wrong_argument`` are wrong only under ``exact``.
     """
     if match not in ("name", "exact"):
         raise ValueError(f"match must be 'name' or 'exact', got {match!r}")
@@ -118,41 +117,6 @@ def _borrow_args(tool: dict, record: dict, rng: random.Random) -> dict:
     return args
 
 
-def _mutate(value, pool: list, rng: random.Random):
-    """A plausible wrong value: another value seen in the trajectory, else a small edit."""
-    if isinstance(value, bool):
-        return not value
-    if isinstance(value, (int, float)):
-        return value + rng.choice([1, -1, 10]) if value else 1
-    if isinstance(value, str):
-        others = sorted({v for v in pool if isinstance(v, str) and v and v != value})
-        if others and rng.random() < 0.7:
-            return rng.choice(others)
-        digits = [i for i, ch in enumerate(value) if ch.isdigit()]
-        if digits:
-            i = rng.choice(digits)
-            return value[:i] + str((int(value[i]) + 1) % 10) + value[i + 1:]
-        return value[:-1] if len(value) > 3 else value + "_2"
-    if isinstance(value, list):
-        return value[:-1] if len(value) > 1 else value + value if value else ["x"]
-    if isinstance(value, dict) and value:
-        k = sorted(value)[0]
-        return {**value, k: _mutate(value[k], pool, rng)}
-    return None
-
-
-def _wrong_argument(record: dict, call: dict, rng: random.Random) -> dict | None:
-    keys = sorted(call["arguments"])
-    if not keys:
-        return None
-    k = rng.choice(keys)
-    pool = [v for fn in _history_calls(record) for v in fn["arguments"].values()]
-    new = _mutate(call["arguments"][k], pool, rng)
-    if new is None or new == call["arguments"][k]:
-        return None
-    return {"name": call["name"], "arguments": {**call["arguments"], k: new}}
-
-
 def _call_of_kind(record: dict, kind: str, rng: random.Random, exclude: str | None = None, unknown_as: str | None = None):
     """A call to some available tool whose plain kind is ``kind`` (args borrowed), or None."""
     tools = [t for t in record.get("tools") or [] if t["function"]["name"] != exclude]
@@ -206,7 +170,6 @@ def confusions(record: dict, rng: random.Random) -> list[tuple[str, str, dict | 
         if gold_label == "BLOCKED":
             gen.append(("clarify_for_blocked", "ask_clarification", None))
     if gold_label in TOOL_LABELS and gold:
-        gen.append(("wrong_argument", gold_label, _wrong_argument(record, gold, rng)))
         plain = tool_kind(record, gold["name"], gold["arguments"]) or gold_label
         gen.append(("wrong_tool", gold_label, _call_of_kind(record, plain, rng, exclude=gold["name"])))
         gen.append(("premature_answer", "final_answer", None))
@@ -217,7 +180,9 @@ def confusions(record: dict, rng: random.Random) -> list[tuple[str, str, dict | 
         for kind, label, call in group:
             if label in TOOL_LABELS and call is None:
                 continue  # no tool of that kind here: not a plausible proposal
-            if is_correct(record, label, call, match="exact"):  # never the gold action itself
+            # One acceptance rule across the study (type + tool name, as the cascade scores it):
+            # a negative must be wrong under it, so same-tool wrong-argument calls are not negatives.
+            if is_correct(record, label, call, match="name"):
                 continue
             out.append((kind, label, call))
     return out
