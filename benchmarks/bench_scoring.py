@@ -1,0 +1,149 @@
+"""Decision points per second: one-prefill label scoring vs naive generate-and-parse (not a test).
+
+    python benchmarks/bench_scoring.py                        # CPU, from-config Qwen3, synthetic records
+    python benchmarks/bench_scoring.py --device cuda --model-spec '{"name": "Qwen/Qwen3-1.7B"}'
+
+Rows printed:
+* ``score_labels``: the batched one-prefill scorer (9 label continuations on a repeated KV cache);
+* ``9 forwards``: the same scores without cache reuse (prompt+label, 9 forwards per point, batched);
+* ``generate``: one example at a time, greedy ``generate`` of the completion, then ``parse_action``
+  -- what a naive "ask the model for its action" loop costs;
+* ``floor``: 2 x params x context tokens / the measured dense-matmul rate: the compute a single
+  prefill needs at best. The gap to ``score_labels`` is overhead (attention, padding, framework).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from specact.actions import LABELS  # noqa: E402
+from specact.config import ModelSpec  # noqa: E402
+from specact.models import load_model, load_tokenizer, model_stats, pick_device  # noqa: E402
+from specact.prompts import PromptConfig, parse_action, prompt_ids  # noqa: E402
+from specact.scoring import score_labels, score_prompt_ids  # noqa: E402
+from specact.tokenization import bpe_corpus  # noqa: E402
+
+DEFAULT_CONFIG = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 6, "num_attention_heads": 8,
+                  "num_key_value_heads": 4, "head_dim": 32}  # the default profile's strong model (~4.7 M)
+
+
+def records(n: int, seed: int) -> list[dict]:
+    from specact.data.synthetic import generate
+
+    out = generate(max(4, n // 3), seed=seed)
+    while len(out) < n:
+        out += generate(max(4, n // 3), seed=seed + len(out))
+    return out[:n]
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype, size: int = 2048, reps: int = 5) -> float:
+    """Dense matmul FLOP/s on this device and dtype (the roofline a prefill can approach)."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    _sync(device)
+    return 2 * size**3 * reps / (time.perf_counter() - t0)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@torch.inference_mode()
+def nine_forwards(model, tok, prompts, batch_size):
+    """Label scores without KV reuse: each (prompt, label) pair is its own padded sequence."""
+    from specact.scoring import _continuations, _left_pad
+
+    conts = _continuations(tok)
+    seqs = [p + list(c) for p in prompts for c in conts]
+    dev = next(model.parameters()).device
+    for s in range(0, len(seqs), batch_size):
+        ids, mask = _left_pad(seqs[s: s + batch_size], tok.pad_token_id, dev)
+        model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
+
+
+@torch.inference_mode()
+def generate_one_by_one(model, tok, prompts, max_new_tokens):
+    dev = next(model.parameters()).device
+    labels = []
+    for p in prompts:
+        out = model.generate(input_ids=torch.tensor([p], device=dev), max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        labels.append(parse_action(tok.decode(out[0, len(p):], skip_special_tokens=True))[0])
+    return labels
+
+
+def timed(fn, device):
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - t0, out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--model-spec", default="", help="ModelSpec fields as JSON (default: a from-config Qwen3)")
+    ap.add_argument("--n", type=int, default=64, help="decision points")
+    ap.add_argument("--n-generate", type=int, default=16, help="decision points for the slow one-by-one baseline")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--max-prompt-tokens", type=int, default=384)
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    spec = ModelSpec(**json.loads(a.model_spec)) if a.model_spec else ModelSpec(config=DEFAULT_CONFIG, tokenizer="bpe:2048")
+    cfg = PromptConfig(max_prompt_tokens=a.max_prompt_tokens, tool_schema="compact", max_message_chars=600)
+    recs = records(a.n, a.seed)
+    dev = pick_device(a.device)
+    tok = load_tokenizer(spec, None, bpe_corpus(recs, cfg) if spec.config else None)
+    model = load_model(spec, "causal-lm", dev, tokenizer=tok, seed=a.seed)
+    dtype = next(model.parameters()).dtype
+    stats = model_stats(model, tok, context=a.max_prompt_tokens)
+    prompts = [prompt_ids(tok, r, cfg) for r in recs]
+    ctx = float(np.mean([len(p) for p in prompts]))
+    score_prompt_ids(model, tok, prompts[: a.batch_size], a.batch_size, quiet=True)  # warm-up (kernels, allocator)
+
+    t_score, res = timed(lambda: score_labels(model, tok, recs, cfg, a.batch_size, quiet=True), dev)
+    t_prompt, _ = timed(lambda: [prompt_ids(tok, r, cfg) for r in recs], dev)
+    t_nine, _ = timed(lambda: nine_forwards(model, tok, prompts, a.batch_size), dev)
+    gen_prompts = prompts[: a.n_generate]
+    t_gen, labels = timed(lambda: generate_one_by_one(model, tok, gen_prompts, a.max_new_tokens), dev)
+    rate = matmul_rate(dev, dtype)
+    floor = 2 * stats["params_total"] * ctx / rate  # seconds per decision point at the matmul roofline
+
+    print(f"device={dev} dtype={dtype} params={stats['params_total']:,} (non-emb {stats['params_non_embedding']:,}) "
+          f"mean prompt={ctx:.0f} tokens batch={a.batch_size} threads={torch.get_num_threads()}")
+    print(f"matmul rate: {rate / 1e12:.3f} TFLOP/s ({dtype})")
+    print(f"{'method':<34}{'points/s':>12}{'s/point':>12}")
+    rows = [("score_labels (one prefill, batched)", a.n / t_score, t_score / a.n),
+            ("  of which prompt rendering", a.n / t_prompt, t_prompt / a.n),
+            ("9 forwards (no KV reuse, batched)", a.n / t_nine, t_nine / a.n),
+            ("generate + parse, one at a time", len(gen_prompts) / t_gen, t_gen / len(gen_prompts)),
+            ("floor: 2 x params x ctx / rate", 1 / floor, floor)]
+    for name, pps, spp in rows:
+        print(f"{name:<34}{pps:>12.1f}{spp:>12.5f}")
+    pred = [LABELS[j] for j in res["logp"].argmax(1)]
+    print(f"(untrained unless the spec is: score_labels predicts {len(set(pred))} distinct labels; "
+          f"generate parsed a label for {sum(x is not None for x in labels)}/{len(labels)})")
+
+
+if __name__ == "__main__":
+    main()

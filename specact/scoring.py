@@ -1,0 +1,258 @@
+"""Batched inference for every role: label scores, call generation, proposal sampling, verifier scores.
+
+The proposer's distribution over the nine action types costs **one prefill** per decision point:
+the prompts of a batch are left-padded and prefilled once with a KV cache, then the nine short
+label continuations run in one more forward, packed as a tree that shares the cache (a 4-D mask
+lets each branch see the prompt and its own earlier tokens). Repeating the cache 9x
+(``DynamicCache.batch_repeat_interleave``) would be simpler but copies it 9x: on CPU that copy
+cost more than the prefill. Explicit ``position_ids`` make left padding invisible, so a record
+scores the same alone or in any batch (``tests/test_scoring.py`` checks both against a naive
+full forward).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from specact.actions import LABELS, uses_tool
+from specact.calibration import apply_calibration
+from specact.prompts import PromptConfig, format_action, parse_action, prompt_ids, render_prompt
+
+_DUMMY_CALL = {"name": "f", "arguments": {}}
+
+
+def label_continuations(tokenizer) -> list[list[int]]:
+    """Token ids scored for each label: the label, then the first token after it in the gold format.
+
+    Tool labels continue with the ``"\\n"`` that precedes the call JSON, text labels with eos,
+    exactly as ``format_action(...) + eos`` tokenizes in training. The terminator makes the nine
+    events disjoint: without it "verifier" would also collect mass from "verifiers..." and a
+    label could be rewarded for being a prefix of a longer string.
+    """
+    return list(_continuations(tokenizer))
+
+
+def _continuations(tokenizer) -> tuple[tuple[int, ...], ...]:
+    cached = getattr(tokenizer, "_specact_label_conts", None)
+    if cached is None:
+        out = []
+        for label in LABELS:
+            ids = tokenizer(label, add_special_tokens=False)["input_ids"]
+            if uses_tool(label):
+                full = tokenizer(format_action(label, _DUMMY_CALL), add_special_tokens=False)["input_ids"]
+                if full[: len(ids)] != ids:
+                    raise ValueError(f"tokenizer merges label {label!r} with the newline after it; label scoring needs a token boundary there")
+                out.append(tuple(full[: len(ids) + 1]))
+            else:
+                out.append(tuple(ids) + (tokenizer.eos_token_id,))
+        cached = tuple(out)
+        tokenizer._specact_label_conts = cached  # per tokenizer object: 9 tiny encodes, once
+    return cached
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _batches(n: int, batch_size: int, desc: str, quiet: bool):
+    starts = range(0, n, max(1, batch_size))
+    return tqdm(starts, desc=desc, disable=quiet or n <= batch_size, leave=False)
+
+
+def _tree(conts, device, dtype):
+    """The nine continuations (minus their last token) packed as one branch-per-label sequence.
+
+    Returns (ids [C], offsets [C], targets [C], label index [C], causal-within-branch bias [C, C]):
+    token k is at ``offsets[k]`` within its label and predicts ``targets[k]``, the next token of
+    the same label; it may see earlier tokens of its own branch only.
+    """
+    ids, off, tgt, lab = [], [], [], []
+    for j, c in enumerate(conts):
+        for t in range(len(c) - 1):  # the last token is only ever a target
+            ids.append(c[t]), off.append(t), tgt.append(c[t + 1]), lab.append(j)
+    lab_t, off_t = torch.tensor(lab), torch.tensor(off)
+    same = (lab_t[:, None] == lab_t[None, :]) & (off_t[None, :] <= off_t[:, None])
+    bias = torch.zeros(same.shape, dtype=dtype).masked_fill(~same, torch.finfo(dtype).min)
+    return [torch.tensor(x, device=device) for x in (ids, off, tgt, lab)] + [bias.to(device)]
+
+
+@torch.inference_mode()
+def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int = 16, quiet: bool = False) -> np.ndarray:
+    """log p(label continuation | prompt) for pre-tokenized prompts -> float64 array [n, 9].
+
+    Two forwards per batch: the left-padded prompts with a KV cache (standard causal kernels),
+    then the nine continuations packed as one tree-shaped sequence (``_tree``) that attends to
+    the cache through an explicit 4-D additive mask -- no 9x copy of the cache, ~one prefill of
+    cost. Needs an attention kernel that takes 4-D masks (eager / sdpa, transformers' defaults).
+    """
+    impl = getattr(model.config, "_attn_implementation", "sdpa") or "sdpa"
+    if impl not in ("eager", "sdpa"):
+        raise ValueError(f"label scoring packs continuations with a 4-D mask, which attn_implementation={impl!r} "
+                         "does not take; load the model with attn_implementation='sdpa'")
+    conts = _continuations(tokenizer)
+    n_lab = len(conts)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    dev = _device(model)
+    dtype = next(model.parameters()).dtype
+    t_ids, t_off, t_tgt, t_lab, t_bias = _tree(conts, dev, dtype)
+    first_tok = torch.tensor([c[0] for c in conts], device=dev)
+    neg = torch.finfo(dtype).min
+    out = np.zeros((len(prompts), n_lab))
+    # Sorting by length keeps padding (wasted prefill) small; results go back to input order.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    for s in _batches(len(order), batch_size, "score labels", quiet):
+        idx = order[s: s + batch_size]
+        ids, mask = _left_pad([prompts[i] for i in idx], pad, dev)
+        b, n_c = ids.shape[0], t_ids.shape[0]
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        pre = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        head = torch.log_softmax(pre.logits[:, -1].float(), -1)[:, first_tok]  # [b, 9]: each label's first token
+        cache = pre.cache if hasattr(pre, "cache") else pre.past_key_values
+        prompt_bias = torch.zeros(mask.shape, dtype=dtype, device=dev).masked_fill(mask == 0, neg)
+        bias = torch.cat([prompt_bias[:, None, None, :].expand(b, 1, n_c, -1), t_bias.expand(b, 1, n_c, n_c)], dim=-1)
+        c_pos = mask.sum(-1, keepdim=True) + t_off[None]  # continue right after each row's last real token
+        nxt = model(input_ids=t_ids.expand(b, -1), attention_mask=bias, position_ids=c_pos, cache=cache, use_cache=True)
+        lp = torch.log_softmax(nxt.logits.float(), -1).gather(-1, t_tgt.expand(b, -1)[..., None]).squeeze(-1)  # [b, C]
+        rest = torch.zeros(b, n_lab, device=dev).index_add_(1, t_lab, lp)
+        out[idx] = (head + rest).double().cpu().numpy()
+        del pre, nxt, cache
+    return out
+
+
+def score_labels(model, tokenizer, records: list[dict], prompt_cfg: PromptConfig | None = None,
+                 batch_size: int = 16, quiet: bool = False) -> dict:
+    """Per-record log-probabilities of the nine labels (columns in ``LABELS`` order).
+
+    Returns ``{logp: [n, 9] float64, prompt_tokens: [n] int, seconds: float}``; ``logp`` is
+    unnormalised over the nine (their mass need not sum to one); argmax is the prediction.
+    """
+    t0 = time.perf_counter()
+    prompts = [prompt_ids(tokenizer, r, prompt_cfg) for r in records]
+    logp = score_prompt_ids(model, tokenizer, prompts, batch_size, quiet)
+    return {"logp": logp, "prompt_tokens": np.array([len(p) for p in prompts]), "seconds": time.perf_counter() - t0}
+
+
+@torch.inference_mode()
+def generate_calls(model, tokenizer, records: list[dict], labels: list[str], prompt_cfg: PromptConfig | None = None,
+                   max_new_tokens: int = 64, batch_size: int = 16, quiet: bool = False) -> dict:
+    """Greedy call generation after ``label + "\\n"`` for records whose label uses a tool.
+
+    Returns ``{calls: [dict | None], gen_tokens: [n] int (0 where nothing was generated), seconds}``.
+    """
+    t0 = time.perf_counter()
+    n = len(records)
+    calls: list[dict | None] = [None] * n
+    gen_tokens = np.zeros(n, dtype=int)
+    todo = [i for i in range(n) if labels[i] in LABELS and uses_tool(labels[i])]
+    conts = dict(zip(LABELS, _continuations(tokenizer)))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    seqs = {i: prompt_ids(tokenizer, records[i], prompt_cfg) + list(conts[labels[i]]) for i in todo}
+    todo.sort(key=lambda i: len(seqs[i]))
+    dev = _device(model)
+    stop = tokenizer.eos_token_id  # the completion format ends with eos (trl appends it in training)
+    for s in _batches(len(todo), batch_size, "generate calls", quiet):
+        idx = todo[s: s + batch_size]
+        ids, mask = _left_pad([seqs[i] for i in idx], pad, dev)
+        gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=stop, pad_token_id=pad)
+        new = gen[:, ids.shape[1]:].cpu().tolist()
+        for i, row in zip(idx, new):
+            if stop in row:
+                row = row[: row.index(stop) + 1]
+            gen_tokens[i] = len(row)
+            text = tokenizer.decode([t for t in row if t != stop], skip_special_tokens=False)
+            calls[i] = parse_action(labels[i] + "\n" + text)[1]
+    return {"calls": calls, "gen_tokens": gen_tokens, "seconds": time.perf_counter() - t0}
+
+
+def sample_proposals(logp: np.ndarray, n: int, temperature: float = 1.0, seed: int = 0) -> list[list[int]]:
+    """``n`` distinct label indices per row, sampled without replacement from softmax(logp / T).
+
+    Gumbel-top-k: adding Gumbel noise to logp / T and keeping the k largest draws k labels
+    without replacement with the right probabilities, from the one prefill already paid for.
+    Row i's noise comes from ``seed`` and i only: other rows' scores never change its draw.
+    """
+    logp = np.asarray(logp, dtype=np.float64)
+    k = min(n, logp.shape[1])
+    out = []
+    for i, row in enumerate(logp):
+        g = np.random.default_rng([seed, i]).gumbel(size=row.shape)
+        keys = row / max(temperature, 1e-8) + g
+        out.append([int(j) for j in np.argsort(-keys, kind="stable")[:k]])
+    return out
+
+
+def verifier_ids(tokenizer, records, proposals, prompt_cfg: PromptConfig | None, max_length: int | None) -> list[list[int]]:
+    """Token ids of ``verifier_text`` (prompt + proposed action) per pair, cut on the left to ``max_length``.
+
+    Prompts are rendered once per distinct record object even when several proposals share it
+    (config E); the left cut keeps the proposal -- the part being judged -- always in view.
+    """
+    rendered: dict[int, str] = {}
+    out = []
+    for rec, (label, call) in zip(records, proposals):
+        if id(rec) not in rendered:
+            rendered[id(rec)] = render_prompt(tokenizer, rec, prompt_cfg)
+        ids = tokenizer(rendered[id(rec)] + format_action(label, call), add_special_tokens=False)["input_ids"]
+        out.append(ids[-max_length:] if max_length else ids)
+    return out
+
+
+@torch.inference_mode()
+def verifier_scores(model, tokenizer, records: list[dict], proposals: list[tuple[str, dict | None]],
+                    prompt_cfg: PromptConfig | None = None, calibration: dict | None = None,
+                    batch_size: int = 16, max_length: int | None = None, quiet: bool = False) -> dict:
+    """Verifier logit (``score``) and calibrated P(accept) (``prob``) of one proposal per record.
+
+    Returns ``{score, prob, tokens: [n] int, seconds}``. ``max_length`` defaults to the one the
+    verifier was trained with (stored in ``calibration.json``).
+    """
+    t0 = time.perf_counter()
+    max_length = max_length or (calibration or {}).get("max_length")
+    seqs = verifier_ids(tokenizer, records, proposals, prompt_cfg, max_length)
+    pad = model.config.pad_token_id
+    dev = _device(model)
+    raw = np.zeros(len(seqs))
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    for s in _batches(len(order), batch_size, "verifier", quiet):
+        idx = order[s: s + batch_size]
+        ids, mask = _left_pad([seqs[i] for i in idx], pad, dev)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+        raw[idx] = logits[:, 0].float().cpu().numpy()
+    return {"score": raw, "prob": apply_calibration(raw, calibration),
+            "tokens": np.array([len(x) for x in seqs]), "seconds": time.perf_counter() - t0}
+
+
+def predict_role(model, tokenizer, records: list[dict], prompt_cfg: PromptConfig | None = None, batch_size: int = 16,
+                 generate: bool = True, max_new_tokens: int = 64, quiet: bool = False) -> list[dict]:
+    """One role's per-step predictions (DESIGN.md): ``{logp, pred, call, prompt_tokens, gen_tokens, seconds}``.
+
+    ``seconds`` splits the measured wall time evenly: the batched scoring over all records, the
+    generation over the records that generated a call.
+    """
+    res = score_labels(model, tokenizer, records, prompt_cfg, batch_size, quiet)
+    preds = [LABELS[j] for j in res["logp"].argmax(1)]
+    n = max(len(records), 1)
+    gen = {"calls": [None] * len(records), "gen_tokens": np.zeros(len(records), dtype=int), "seconds": 0.0}
+    if generate:
+        gen = generate_calls(model, tokenizer, records, preds, prompt_cfg, max_new_tokens, batch_size, quiet)
+    n_gen = max(sum(uses_tool(p) for p in preds), 1)
+    return [{"logp": res["logp"][i].tolist(), "pred": preds[i], "call": gen["calls"][i],
+             "prompt_tokens": int(res["prompt_tokens"][i]), "gen_tokens": int(gen["gen_tokens"][i]),
+             "seconds": res["seconds"] / n + (gen["seconds"] / n_gen if generate and uses_tool(preds[i]) else 0.0)}
+            for i in range(len(records))]

@@ -1,0 +1,248 @@
+"""Supervised training of the proposer and the strong model, cross-fitting, and reloading.
+
+The alignment-handbook recipe around a :class:`~specact.config.TrainConfig`: trl ``SFTTrainer``
+with completion-only loss, peft LoRA on every linear projection (or full fine-tuning for the
+from-config CPU models), accelerate device handling through the Trainer.
+
+Train-time ids are eval-time ids, by construction: the prompt/completion text comes from
+:func:`specact.prompts.sft_example` and we tokenize it ourselves exactly as scoring does
+(``add_special_tokens=False``; completion ``+ eos``) and hand trl a pre-tokenized dataset
+(``input_ids`` + ``completion_mask``). trl's own text path would call ``tokenizer(text)`` with
+special tokens on (a second BOS for Llama/Gemma-style tokenizers) and tokenize
+prompt+completion jointly (merges across the boundary); ``tests/test_train.py`` checks the ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+
+from specact.actions import LABELS
+from specact.config import ModelSpec, TrainConfig
+from specact.models import load_model, load_tokenizer, model_stats, pick_device
+from specact.prompts import PromptConfig, sft_example
+
+META_FILE = "specact_model.json"  # how to rebuild a saved model: spec, seed, task, adapter or not
+
+
+def _precision(device: torch.device) -> dict:
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return {"bf16": bf16, "fp16": False, "use_cpu": device.type == "cpu"}
+
+
+def common_args(cfg, out_dir: Path, seed: int, device: torch.device, quiet: bool) -> dict:
+    """TrainingArguments fields shared by SFT and verifier training (both config dataclasses have them)."""
+    return dict(
+        output_dir=str(out_dir / "checkpoints"), seed=seed, data_seed=seed,
+        learning_rate=cfg.learning_rate, max_steps=cfg.max_steps or -1, num_train_epochs=cfg.num_train_epochs,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio (warmup_ratio is gone)
+        logging_steps=cfg.logging_steps, logging_first_step=True, report_to="none", disable_tqdm=quiet,
+        save_strategy="steps" if getattr(cfg, "save_steps", 0) else "no", save_steps=getattr(cfg, "save_steps", 0) or 500,
+        save_total_limit=1, dataloader_num_workers=0,  # workers cost more than they save on 2 cores
+        # trl's SFTConfig turns gradient checkpointing on by default (transformers 5 renamed it
+        # activation_checkpointing): ~20-30% slower steps that small models don't need.
+        activation_checkpointing=False,
+        include_num_input_tokens_seen="non_padding", **_precision(device),
+    )
+
+
+def last_checkpoint(out_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ck = Path(out_dir) / "checkpoints"
+    return get_last_checkpoint(str(ck)) if ck.is_dir() else None
+
+
+def tokenize_sft(tokenizer, records: list[dict], prompt_cfg: PromptConfig, max_length: int) -> tuple[Dataset, int]:
+    """Pre-tokenized prompt-completion rows for SFTTrainer, and how many were too long to keep.
+
+    An over-long example is dropped, not truncated: truncation would cut the completion (trl
+    keeps the start) or the prompt's start (then train and eval prompts differ).
+    """
+    rows = {"input_ids": [], "completion_mask": []}
+    dropped = 0
+    for rec in records:
+        ex = sft_example(tokenizer, rec, prompt_cfg)
+        p = tokenizer(ex["prompt"], add_special_tokens=False)["input_ids"]
+        c = tokenizer(ex["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        if len(p) + len(c) > max_length:
+            dropped += 1
+            continue
+        rows["input_ids"].append(p + c)
+        rows["completion_mask"].append([0] * len(p) + [1] * len(c))
+    return Dataset.from_dict(rows), dropped
+
+
+def write_logs(out_dir: Path, log_history: list[dict]) -> None:
+    """``log_history.json`` as the Trainer kept it, and ``loss_curve.csv`` (step, epoch, loss, lr) to plot."""
+    (out_dir / "log_history.json").write_text(json.dumps(log_history, indent=1))
+    with (out_dir / "loss_curve.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["step", "epoch", "loss", "learning_rate", "grad_norm"])
+        for e in log_history:
+            if "loss" in e:
+                w.writerow([e.get("step"), e.get("epoch"), e["loss"], e.get("learning_rate"), e.get("grad_norm")])
+
+
+def save_model(trainer_model, tokenizer, out: Path, spec: ModelSpec, seed: int, task: str, **extra) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    trainer_model.save_pretrained(str(out))  # a PeftModel writes only the adapter (+ modules_to_save)
+    tokenizer.save_pretrained(str(out))
+    adapter = (out / "adapter_config.json").is_file()
+    meta = {"spec": asdict(spec), "seed": seed, "task": task, "adapter": adapter, **extra}
+    (out / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
+
+
+def _train_sft(records_train, cfg: TrainConfig, prompt_cfg, out_dir: Path, seed: int, run_dir, quiet: bool,
+               device=None, train_texts=None):
+    """Train and return (model, tokenizer, partial metrics); the public functions add evaluation."""
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    dev = pick_device(device)
+    tok = load_tokenizer(cfg.model, run_dir, train_texts)
+    # Full FT keeps fp32 master weights (bf16 autocast on GPU); LoRA freezes the base, bf16 is fine.
+    dtype = None if cfg.lora else torch.float32
+    model = load_model(cfg.model, "causal-lm", dev, run_dir, tokenizer=tok, seed=seed, dtype=dtype)
+    ds, dropped = tokenize_sft(tok, records_train, prompt_cfg, cfg.max_length)
+    if len(ds) == 0:
+        raise ValueError(f"no training example fits max_length={cfg.max_length} (all {dropped} dropped); raise train.max_length or lower prompt.max_prompt_tokens")
+    peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules="all-linear", task_type="CAUSAL_LM") if cfg.lora else None
+    args = SFTConfig(**common_args(cfg, out_dir, seed, dev, quiet), completion_only_loss=True,
+                     max_length=cfg.max_length, packing=False)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_cfg)
+    t0 = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
+    wall = time.perf_counter() - t0
+    write_logs(out_dir, trainer.state.log_history)
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    tokens = int(trainer.state.num_input_tokens_seen or 0)
+    metrics = {
+        "n_train": len(ds), "n_dropped_overlong": dropped, "steps": trainer.state.global_step,
+        "train_loss": out.training_loss, "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
+        "train_seconds": wall, "train_tokens": tokens, "tokens_per_second": tokens / wall if wall > 0 else None,
+        "lora": cfg.lora, "device": str(dev), "bf16": args.bf16,
+    }
+    model = trainer.model.eval()
+    return model, tok, metrics, trainer
+
+
+def _label_accuracy(model, tok, records, prompt_cfg, batch_size, quiet) -> tuple[dict, np.ndarray]:
+    from specact.scoring import score_labels
+
+    res = score_labels(model, tok, records, prompt_cfg, batch_size, quiet=quiet)
+    pred = res["logp"].argmax(1)
+    gold = np.array([LABELS.index(r["label"]) for r in records])
+    return {"dev_acc": float((pred == gold).mean()), "dev_score_seconds": res["seconds"],
+            "dev_prompt_tokens_mean": float(res["prompt_tokens"].mean())}, res["logp"]
+
+
+def train_sft(records_train: list[dict], records_dev: list[dict], cfg: TrainConfig, prompt_cfg: PromptConfig | None,
+              out_dir, seed: int = 0, run_dir=None, *, batch_size: int = 16, quiet: bool = False,
+              device=None, train_texts: list[str] | None = None) -> dict:
+    """SFT ``cfg.model`` on the decision points; save to ``out_dir/model``; return and write metrics.json.
+
+    ``train_texts`` trains a ``bpe:<vocab>`` tokenizer when ``run_dir`` has none cached yet
+    (:func:`specact.tokenization.bpe_corpus`). Resumes from ``out_dir/checkpoints`` if present.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prompt_cfg = prompt_cfg or PromptConfig()
+    model, tok, metrics, _ = _train_sft(records_train, cfg, prompt_cfg, out_dir, seed, run_dir, quiet, device, train_texts)
+    save_model(model, tok, out_dir / "model", cfg.model, seed, "causal-lm")
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the saved model supersedes them
+    majority = Counter(r["label"] for r in records_train).most_common(1)[0][0]
+    metrics.update({"majority_label": majority, "n_dev": len(records_dev)})
+    if records_dev:
+        acc, _ = _label_accuracy(model, tok, records_dev, prompt_cfg, batch_size, quiet)
+        metrics.update(acc, majority_acc=float(np.mean([r["label"] == majority for r in records_dev])))
+    metrics.update(model_stats(model, tok, context=min(prompt_cfg.max_prompt_tokens, cfg.max_length)))
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def folds_by_trajectory(records: list[dict], k: int, seed: int) -> list[int]:
+    """Fold index of each record; a trajectory's steps always share a fold (no leakage across folds)."""
+    trajs = sorted({r["meta"]["trajectory_id"] for r in records})
+    if k < 2 or k > len(trajs):
+        raise ValueError(f"crossfit needs 2 <= k <= #trajectories ({len(trajs)}), got k={k}")
+    perm = np.random.default_rng(seed).permutation(len(trajs))
+    fold_of = {trajs[j]: i % k for i, j in enumerate(perm)}
+    return [fold_of[r["meta"]["trajectory_id"]] for r in records]
+
+
+def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConfig | None, k: int, out_dir, seed: int = 0,
+             run_dir=None, *, batch_size: int = 16, max_new_tokens: int = 64, quiet: bool = False, device=None) -> list[dict]:
+    """Held-out-fold proposer predictions on the training set: ``[{id, label, call, logp, gold}]``.
+
+    Each of ``k`` proposers (folds by trajectory) predicts the fold it never saw, so the verifier
+    later trains on the mistakes a proposer really makes on unseen data, not on memorised rows.
+    ``run_dir`` (holding the BPE tokenizer) defaults to ``out_dir``'s parent, as in DESIGN.md.
+    Fold models are not kept; their logs go to ``out_dir/crossfit/fold<i>/``.
+    """
+    from specact.scoring import generate_calls, score_labels
+
+    out_dir = Path(out_dir)
+    run_dir = run_dir if run_dir is not None else out_dir.parent
+    prompt_cfg = prompt_cfg or PromptConfig()
+    fold = folds_by_trajectory(records_train, k, seed)
+    rows: dict[int, dict] = {}
+    for f in range(k):
+        train = [r for r, g in zip(records_train, fold) if g != f]
+        held_idx = [i for i, g in enumerate(fold) if g == f]
+        held = [records_train[i] for i in held_idx]
+        fdir = out_dir / "crossfit" / f"fold{f}"
+        fdir.mkdir(parents=True, exist_ok=True)
+        model, tok, metrics, _ = _train_sft(train, cfg, prompt_cfg, fdir, seed + f, run_dir, quiet, device)
+        res = score_labels(model, tok, held, prompt_cfg, batch_size, quiet=quiet)
+        labels = [LABELS[j] for j in res["logp"].argmax(1)]
+        calls = generate_calls(model, tok, held, labels, prompt_cfg, max_new_tokens, batch_size, quiet=quiet)["calls"]
+        metrics["heldout_acc"] = float(np.mean([lab == r["label"] for lab, r in zip(labels, held)]))
+        (fdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        shutil.rmtree(fdir / "checkpoints", ignore_errors=True)
+        for i, lab, call, lp in zip(held_idx, labels, calls, res["logp"]):
+            rows[i] = {"id": records_train[i]["id"], "label": lab, "call": call, "logp": lp.tolist(), "gold": records_train[i]["label"]}
+        del model
+    out = [rows[i] for i in range(len(records_train))]
+    with (out_dir / "crossfit.jsonl").open("w") as fh:
+        for r in out:
+            fh.write(json.dumps(r, sort_keys=True) + "\n")
+    return out
+
+
+def load_trained(out_dir, spec: ModelSpec | None = None, task: str | None = None, device=None, merge: bool = True):
+    """(model, tokenizer) saved by :func:`train_sft` / :func:`train_verifier` in ``out_dir/model``.
+
+    An adapter is put back on a base rebuilt from the saved spec and seed (``spec`` / ``task``
+    override them) and merged for inference speed (``merge=False`` keeps the PeftModel).
+    """
+    mdir = Path(out_dir) / "model"
+    meta_file = mdir / META_FILE
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"no trained model at {mdir} (missing {META_FILE}); run the training stage first")
+    meta = json.loads(meta_file.read_text())
+    spec = spec or ModelSpec(**meta["spec"])
+    task = task or meta["task"]
+    tok = load_tokenizer(ModelSpec(name=str(mdir)))
+    if not meta["adapter"]:
+        return load_model(ModelSpec(name=str(mdir), dtype=spec.dtype), task, device, tokenizer=tok), tok
+    from peft import PeftModel
+
+    base = load_model(spec, task, device, tokenizer=tok, seed=meta["seed"])
+    model = PeftModel.from_pretrained(base, str(mdir))
+    return (model.merge_and_unload() if merge else model).eval(), tok
+
+
+from specact.verifier import train_verifier  # noqa: E402,F401  (public API lives here; split for length)

@@ -1,0 +1,142 @@
+"""SFT (full and LoRA), cross-fitting, verifier training: losses fall, ids match eval, reloads predict the same."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from specact_toy import PROMPT, make_records, tiny_spec, toy_run_dir
+
+from specact.actions import LABELS
+from specact.config import TrainConfig, VerifierConfig
+from specact.models import load_model, load_tokenizer
+from specact.prompts import completion_ids, gold_call, prompt_ids, sft_example
+from specact.scoring import score_labels, verifier_scores
+from specact.train import crossfit, folds_by_trajectory, load_trained, tokenize_sft, train_sft, train_verifier
+
+RECS = make_records(24)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return toy_run_dir(tmp_path_factory, RECS)
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(model=tiny_spec(), lora=False, learning_rate=5e-3, max_steps=12, per_device_train_batch_size=4,
+                logging_steps=1, warmup_ratio=0.0, max_length=512)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_train_ids_equal_eval_ids_through_trl(run_dir, tmp_path):
+    from trl import SFTConfig, SFTTrainer
+
+    from specact.train import common_args
+
+    tok = load_tokenizer(tiny_spec(), run_dir)
+    rec = RECS[0]  # file_read with a gold call
+    ds, dropped = tokenize_sft(tok, [rec], PROMPT, 512)
+    p, c = prompt_ids(tok, rec, PROMPT), completion_ids(tok, rec["label"], gold_call(rec)) + [tok.eos_token_id]
+    assert dropped == 0 and ds[0]["input_ids"] == p + c
+    args = SFTConfig(**common_args(_cfg(), tmp_path, 0, __import__("torch").device("cpu"), True), completion_only_loss=True, max_length=512)
+    model = load_model(tiny_spec(), run_dir=run_dir)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
+    row = trainer.train_dataset[0]
+    assert row["input_ids"] == p + c
+    assert row["labels"] == [-100] * len(p) + c  # loss on the completion (and its eos) only
+    # trl's own text path agrees for this tokenizer (no BOS, no merge across the prompt/label boundary)
+    from datasets import Dataset
+
+    text_ds = Dataset.from_list([sft_example(tok, rec, PROMPT)])
+    t2 = SFTTrainer(model=model, args=args, train_dataset=text_ds, processing_class=tok)
+    assert t2.train_dataset[0]["input_ids"] == p + c
+
+
+def test_full_sft_loss_falls_saves_and_reloads(run_dir, tmp_path):
+    m = train_sft(RECS[:16], RECS[16:], _cfg(max_steps=20, learning_rate=1.5e-2), PROMPT, tmp_path / "p", 0, run_dir, quiet=True)
+    assert m["final_loss"] < 0.7 * m["first_loss"], m
+    for k in ("dev_acc", "majority_acc", "params_total", "flops_per_token", "flops_per_token_measured", "tokens_per_second"):
+        assert m[k] is not None
+    for f in ("metrics.json", "log_history.json", "loss_curve.csv", "model/specact_model.json", "model/tokenizer.json"):
+        assert (tmp_path / "p" / f).is_file(), f
+    assert not (tmp_path / "p" / "checkpoints").exists()
+    model, tok = load_trained(tmp_path / "p")
+    again = score_labels(model, tok, RECS[16:], PROMPT, quiet=True)["logp"].argmax(1)
+    assert np.mean([LABELS[j] == r["label"] for j, r in zip(again, RECS[16:])]) == m["dev_acc"]
+
+
+def test_lora_adapter_reloads_and_predicts_identically(run_dir, tmp_path):
+    from specact.train import _train_sft
+
+    cfg = _cfg(lora=True, lora_r=4, lora_alpha=8, max_steps=6, learning_rate=2e-2)
+    model, tok, metrics, _ = _train_sft(RECS[:16], cfg, PROMPT, tmp_path, 0, run_dir, True)
+    from specact.train import save_model
+
+    save_model(model, tok, tmp_path / "model", cfg.model, 0, "causal-lm")
+    assert (tmp_path / "model" / "adapter_config.json").is_file()
+    assert metrics["final_loss"] < metrics["first_loss"]
+    before = score_labels(model, tok, RECS[16:20], PROMPT, quiet=True)["logp"]
+    reloaded, tok2 = load_trained(tmp_path)  # merged into the seeded from-config base
+    after = score_labels(reloaded, tok2, RECS[16:20], PROMPT, quiet=True)["logp"]
+    np.testing.assert_allclose(after, before, atol=1e-4)
+    assert (after.argmax(1) == before.argmax(1)).all()
+
+
+def test_resume_from_checkpoint(run_dir, tmp_path):
+    from specact.train import _train_sft, last_checkpoint
+
+    _train_sft(RECS[:8], _cfg(max_steps=2, save_steps=2), PROMPT, tmp_path, 0, run_dir, True)
+    assert last_checkpoint(tmp_path).endswith("checkpoint-2")
+    m = train_sft(RECS[:8], [], _cfg(max_steps=3, save_steps=2), PROMPT, tmp_path, 0, run_dir, quiet=True)
+    hist = json.loads((tmp_path / "log_history.json").read_text())
+    assert m["steps"] == 3 and [e["step"] for e in hist if "loss" in e] == [1, 2, 3]  # steps 1-2 restored, not redone
+
+
+def test_crossfit_predicts_each_row_from_a_model_that_never_saw_its_trajectory(run_dir, tmp_path):
+    folds = folds_by_trajectory(RECS, 2, 0)
+    by_traj = {}
+    for r, f in zip(RECS, folds):
+        by_traj.setdefault(r["meta"]["trajectory_id"], set()).add(f)
+    assert all(len(s) == 1 for s in by_traj.values()) and set(folds) == {0, 1}
+    rows = crossfit(RECS[:12], _cfg(max_steps=3), PROMPT, 2, tmp_path / "proposer", 0, run_dir, max_new_tokens=4, quiet=True)
+    assert [r["id"] for r in rows] == [r["id"] for r in RECS[:12]]
+    assert all(len(r["logp"]) == 9 and set(r) >= {"id", "label", "call", "logp"} for r in rows)
+    assert len((tmp_path / "proposer" / "crossfit.jsonl").read_text().splitlines()) == 12
+    with pytest.raises(ValueError, match="2 <= k"):
+        folds_by_trajectory(RECS[:2], 2, 0)
+
+
+def _pairs(recs):
+    """Positive: the gold action. Planted easy negative: ask_clarification, never right in the toy set."""
+    out = []
+    for r in recs:
+        call = gold_call(r)
+        out.append({"record": json.dumps(r, sort_keys=True), "label": r["label"], "call": json.dumps(call) if call else "", "accept": 1})
+        out.append({"record": json.dumps(r, sort_keys=True), "label": "ask_clarification", "call": "", "accept": 0})
+    return out
+
+
+def test_verifier_separates_a_planted_negative(run_dir, tmp_path):
+    cfg = VerifierConfig(model=tiny_spec(), lora=False, learning_rate=1e-2, max_steps=25, per_device_train_batch_size=8,
+                         logging_steps=1, warmup_ratio=0.0, max_length=512, calibration="platt")
+    m = train_verifier(_pairs(RECS[:16]), _pairs(RECS[16:]), cfg, PROMPT, tmp_path / "v", 0, run_dir, quiet=True)
+    assert m["final_loss"] < m["first_loss"] and m["dev_auroc_raw"] == 1.0, m
+    cal = json.loads((tmp_path / "v" / "calibration.json").read_text())
+    assert cal["method"] == "platt" and cal["max_length"] == 512 and len(m["precision_at_threshold"]) == 6
+    model, tok = load_trained(tmp_path / "v")
+    recs = RECS[20:24]
+    pos = verifier_scores(model, tok, recs, [(r["label"], gold_call(r)) for r in recs], PROMPT, cal, quiet=True)
+    neg = verifier_scores(model, tok, recs, [("ask_clarification", None)] * 4, PROMPT, cal, quiet=True)
+    assert (pos["score"] > neg["score"]).all() and (pos["prob"] > neg["prob"]).all()
+    with pytest.raises(ValueError, match="not implemented; use 'classifier'"):
+        train_verifier(_pairs(RECS[:2]), [], VerifierConfig(model=tiny_spec(), method="reward"), PROMPT, tmp_path / "r", 0, run_dir)
+
+
+def test_verifier_lora_head_is_saved(run_dir, tmp_path):
+    cfg = VerifierConfig(model=tiny_spec(), lora=True, lora_r=4, lora_alpha=8, learning_rate=1e-2, max_steps=3,
+                         per_device_train_batch_size=8, logging_steps=1, max_length=512, calibration="isotonic")
+    train_verifier(_pairs(RECS[:8]), _pairs(RECS[8:12]), cfg, PROMPT, tmp_path, 0, run_dir, quiet=True)
+    model, tok = load_trained(tmp_path)
+    clf0 = load_model(tiny_spec(), "classifier", run_dir=run_dir, seed=0)
+    assert not np.allclose(model.score.weight.detach().numpy(), clf0.score.weight.detach().numpy())  # trained head came back
