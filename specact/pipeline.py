@@ -14,7 +14,6 @@ A failed stage keeps its executed notebook (with the traceback) and the run exit
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import sys
@@ -127,12 +126,14 @@ def ensure_kernel(name: str = KERNEL) -> str:
     return name
 
 
-def _html(nb_out: Path) -> None:
+def _html(nb_out: Path, dest: Path | None = None, exclude_input: bool = False) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(nb_out, as_version=4))
-    nb_out.with_suffix(".html").write_text(body, encoding="utf-8")
+    body, _ = HTMLExporter(exclude_input=exclude_input).from_notebook_node(nbformat.read(nb_out, as_version=4))
+    dest = dest or nb_out.with_suffix(".html")
+    dest.write_text(body, encoding="utf-8")
+    return dest
 
 
 def execute_stage(st: Stage, params: dict, paths: RunPaths, kernel: str, notebooks: Path = NOTEBOOKS, log_output: bool = True) -> None:
@@ -148,6 +149,8 @@ def execute_stage(st: Stage, params: dict, paths: RunPaths, kernel: str, noteboo
     finally:
         if out_nb.exists():  # a failed stage's notebook holds the traceback: render it too
             _html(out_nb)
+    if st.name == "report":  # the published report: the same notebook without its code cells
+        _html(out_nb, Path(params["report_dir"]) / "report.html", exclude_input=True)
 
 
 class RunExistsError(RuntimeError):
@@ -219,3 +222,35 @@ def run_study(
     (paths.report_dir / "timings.json").write_text(json.dumps({"stages": summary, "total_seconds": total}, indent=2))
     log(f"study {cfg.run_id}: {total:.1f}s in all; report: {paths.report_dir / 'report.html'}")
     return summary
+
+
+def evaluate_external(run_dir: Path, data_file: Path, out: Path | None = None, kernel: str = KERNEL,
+                      log: Callable[[str], None] = print) -> Path:
+    """Evaluate every configuration of a trained run on a spec-format JSONL (no split needed).
+
+    Reuses the predict / evaluate / report notebooks with ``data_file`` set; thresholds still
+    come from the run's dev split. Writes the same results.json / report for that file.
+    """
+    from specact.evaluate import load_study
+    from specact.records import read_jsonl
+
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / "params.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a trained run (no params.yaml); run `specact run` first")
+    read_jsonl(data_file)  # validate before any model loads: errors name file, line and field
+    cfg = load_study(run_dir)
+    out = (out or REPO / "reports" / cfg.run_id / "external" / Path(data_file).stem).resolve()
+    paths = RunPaths(run_dir, out)
+    eval_dir = str(out / "eval")
+    kernel = ensure_kernel(kernel)
+    common = {"run_dir": str(run_dir), "seed": cfg.seed, **to_dict(cfg.eval), "eval_dir": eval_dir}
+    plan = [Stage("predict", "05_predict.ipynb", (), lambda c, p: {**common, "prompt": to_dict(c.prompt), "data_file": str(Path(data_file).resolve())})]
+    plan += [Stage(f"eval_{c}", "06_evaluate.ipynb", (), lambda _c, p, c=c: {**common, "configuration": c}) for c in cfg.configurations]
+    plan.append(Stage("report", "07_report.ipynb", (), lambda c, p: {**common, "configurations": list(c.configurations), "report_dir": str(out)}))
+    check_stages(plan, cfg, paths)
+    for st in plan:
+        t0 = time.perf_counter()
+        execute_stage(st, st.params(cfg, paths), paths, kernel)
+        log(f"{st.name}: done in {time.perf_counter() - t0:.1f}s")
+    log(f"report: {out / 'report.html'}")
+    return out

@@ -189,7 +189,13 @@ def render_prompt(tokenizer, record: dict, cfg: PromptConfig | None = None) -> s
             best, hi = cand, mid
         else:
             lo = mid + 1
-    return best  # == render(hi): the fewest dropped turns that fit (or all droppable dropped)
+    # best == render(hi): the fewest dropped turns that fit, or every droppable turn dropped.
+    ids = tokenizer(best, add_special_tokens=False)["input_ids"]
+    if len(ids) > cfg.max_prompt_tokens:
+        # Even the latest turn with the tool schemas overflows: keep the latest tokens (the end of
+        # the prompt decides the action). Every consumer tokenizes this same text, so they agree.
+        best = tokenizer.decode(ids[-cfg.max_prompt_tokens:], skip_special_tokens=False)
+    return best
 
 
 def prompt_ids(tokenizer, record: dict, cfg: PromptConfig | None = None) -> list[int]:

@@ -93,3 +93,12 @@ class NoToolsTemplate:
 def test_fallback_renders_tools_and_calls_as_text():
     text = render_prompt(NoToolsTemplate(), record(), PromptConfig(max_prompt_tokens=10**6))
     assert "mkdir" in text and "<tool_response name=ls>" in text and "<tool_call>" in text
+
+
+def test_budget_is_a_hard_cap_even_when_the_last_turn_overflows():
+    tok = byte_tokenizer()
+    rec = record(n_turns=1)
+    rec["messages"][-1]["content"] = "please " * 400
+    ids = prompt_ids(tok, rec, PromptConfig(max_prompt_tokens=300, max_message_chars=10**6))
+    assert len(ids) <= 300
+    assert render_prompt(tok, rec, PromptConfig(max_prompt_tokens=300, max_message_chars=10**6)).endswith("<|im_start|>assistant\n")
