@@ -214,8 +214,9 @@ def model_stats(model: nn.Module, tokenizer=None, context: int = 512, measure_to
     """Parameter counts and forward FLOPs per token, analytic and measured.
 
     Analytic (Kaplan et al. 2020): ``2 N_non-emb + 2 n_layer n_ctx d_attn`` at ``context`` tokens.
-    Measured: ``FlopCounterMode`` over one forward of ``measure_tokens`` tokens, divided by the
-    tokens -- it includes the vocabulary projection, which the analytic count leaves out.
+    Measured: ``FlopCounterMode`` over one forward of ``measure_tokens`` tokens (eager attention),
+    divided by the tokens -- it includes the vocabulary projection, which the analytic count
+    leaves out, and attention over the full (unmasked) square at that length.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -228,14 +229,35 @@ def model_stats(model: nn.Module, tokenizer=None, context: int = 512, measure_to
     dev = next(model.parameters()).device
     vocab = len(tokenizer) if tokenizer is not None else cfg.vocab_size
     ids = torch.randint(0, vocab, (1, measure_tokens), generator=torch.Generator().manual_seed(0)).to(dev)
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        model(input_ids=ids)
+    measured = _measure_flops(model, ids, FlopCounterMode)
     return {
         "params_total": int(total),
         "params_non_embedding": int(non_emb),
         "flops_per_token": int(analytic),
         "flops_context": context,
-        "flops_per_token_measured": int(counter.get_total_flops() / measure_tokens),
+        "flops_per_token_measured": int(measured / measure_tokens) if measured is not None else None,
         "flops_measure_tokens": measure_tokens,
     }
+
+
+def _measure_flops(model, ids, FlopCounterMode) -> int | None:
+    """Forward FLOPs of ``model`` on ``ids``, counted with eager attention.
+
+    Eager attention is plain matmuls, which the counter sees on every device; the fused SDPA
+    kernels are counted on CUDA but not on CPU (no formula for the CPU flash kernel), and the
+    CUDA counter rejects grouped-query shapes. Eager makes the figure the same everywhere.
+    """
+    impl = getattr(model.config, "_attn_implementation", None)
+    switch = hasattr(model, "set_attn_implementation") and impl not in (None, "eager")
+    try:
+        if switch:
+            model.set_attn_implementation("eager")
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode(), counter:
+            model(input_ids=ids)
+        return counter.get_total_flops()
+    except Exception:  # noqa: BLE001 - a measurement, never worth failing a training stage for
+        return None
+    finally:
+        if switch:
+            model.set_attn_implementation(impl)

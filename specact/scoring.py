@@ -58,6 +58,15 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+def _cache_kwarg(model) -> str:
+    """``cache`` (transformers >= 5.2x) or ``past_key_values`` (older): a wrong name is swallowed by
+    ``**kwargs`` and silently drops the prompt from the continuation forward, so look it up."""
+    import inspect
+
+    fwd = (model.get_base_model() if hasattr(model, "get_base_model") else model).forward
+    return "cache" if "cache" in inspect.signature(fwd).parameters else "past_key_values"
+
+
 def _left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -110,6 +119,7 @@ def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int
     dtype = next(model.parameters()).dtype
     t_ids, t_off, t_tgt, t_lab, t_bias = _tree(conts, dev, dtype)
     first_tok = torch.tensor([c[0] for c in conts], device=dev)
+    cache_kw = _cache_kwarg(model)
     neg = torch.finfo(dtype).min
     out = np.zeros((len(prompts), n_lab))
     # Sorting by length keeps padding (wasted prefill) small; results go back to input order.
@@ -121,11 +131,11 @@ def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         pre = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
         head = torch.log_softmax(pre.logits[:, -1].float(), -1)[:, first_tok]  # [b, 9]: each label's first token
-        cache = pre.cache if hasattr(pre, "cache") else pre.past_key_values
+        cache = pre.cache if getattr(pre, "cache", None) is not None else pre.past_key_values
         prompt_bias = torch.zeros(mask.shape, dtype=dtype, device=dev).masked_fill(mask == 0, neg)
         bias = torch.cat([prompt_bias[:, None, None, :].expand(b, 1, n_c, -1), t_bias.expand(b, 1, n_c, n_c)], dim=-1)
         c_pos = mask.sum(-1, keepdim=True) + t_off[None]  # continue right after each row's last real token
-        nxt = model(input_ids=t_ids.expand(b, -1), attention_mask=bias, position_ids=c_pos, cache=cache, use_cache=True)
+        nxt = model(input_ids=t_ids.expand(b, -1), attention_mask=bias, position_ids=c_pos, use_cache=True, **{cache_kw: cache})
         lp = torch.log_softmax(nxt.logits.float(), -1).gather(-1, t_tgt.expand(b, -1)[..., None]).squeeze(-1)  # [b, C]
         rest = torch.zeros(b, n_lab, device=dev).index_add_(1, t_lab, lp)
         out[idx] = (head + rest).double().cpu().numpy()

@@ -95,9 +95,17 @@ def _split_specials(text: str) -> list[str]:
     return [p for p in text.split("\x00") if p]
 
 
+def bpe_dir(run_dir: str | Path, vocab_size: int) -> Path:
+    return Path(run_dir) / f"tokenizer-bpe-{vocab_size}"
+
+
 def load_bpe(vocab_size: int, run_dir: str | Path | None, train_texts: list[str] | None) -> PreTrainedTokenizerFast:
-    """The run's ``bpe:<vocab>`` tokenizer: loaded from ``run_dir`` if cached, else trained and cached."""
-    cache = Path(run_dir) / f"tokenizer-bpe-{vocab_size}" if run_dir else None
+    """The run's ``bpe:<vocab>`` tokenizer: loaded from ``run_dir`` if cached, else trained and cached.
+
+    Texts are sorted before training, so the same set of records gives the same tokenizer
+    whichever stage (proposer, cross-fitting, verifier, strong) happens to train it first.
+    """
+    cache = bpe_dir(run_dir, vocab_size) if run_dir else None
     if cache is not None and (cache / "tokenizer.json").is_file():
         tok = AutoTokenizer.from_pretrained(str(cache))
         if tok.chat_template is None:  # older save without the template file
@@ -106,7 +114,7 @@ def load_bpe(vocab_size: int, run_dir: str | Path | None, train_texts: list[str]
     if not train_texts:
         where = f" and none is cached at {cache}" if cache else ""
         raise ValueError(f"tokenizer 'bpe:{vocab_size}' must be trained{where}: pass train_texts=specact.tokenization.bpe_corpus(train_records)")
-    tok = train_bpe(list(train_texts), vocab_size)
+    tok = train_bpe(sorted(train_texts), vocab_size)
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
         tok.save_pretrained(str(cache))

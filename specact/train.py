@@ -39,6 +39,20 @@ def _precision(device: torch.device) -> dict:
     return {"bf16": bf16, "fp16": False, "use_cpu": device.type == "cpu"}
 
 
+def _version_args(warmup_ratio: float) -> dict:
+    """Argument names that moved in transformers 5: warmup ratio and activation checkpointing."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    # transformers 5 folded warmup_ratio into warmup_steps (a float in [0, 1) is a ratio).
+    out = {"warmup_ratio": warmup_ratio} if "warmup_ratio" in names else {"warmup_steps": warmup_ratio}
+    # trl's SFTConfig turns checkpointing on by default: ~20-30% slower steps small models don't need.
+    out["activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"] = False
+    return out
+
+
 def common_args(cfg, out_dir: Path, seed: int, device: torch.device, quiet: bool) -> dict:
     """TrainingArguments fields shared by SFT and verifier training (both config dataclasses have them)."""
     return dict(
@@ -46,14 +60,10 @@ def common_args(cfg, out_dir: Path, seed: int, device: torch.device, quiet: bool
         learning_rate=cfg.learning_rate, max_steps=cfg.max_steps or -1, num_train_epochs=cfg.num_train_epochs,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio (warmup_ratio is gone)
         logging_steps=cfg.logging_steps, logging_first_step=True, report_to="none", disable_tqdm=quiet,
         save_strategy="steps" if getattr(cfg, "save_steps", 0) else "no", save_steps=getattr(cfg, "save_steps", 0) or 500,
         save_total_limit=1, dataloader_num_workers=0,  # workers cost more than they save on 2 cores
-        # trl's SFTConfig turns gradient checkpointing on by default (transformers 5 renamed it
-        # activation_checkpointing): ~20-30% slower steps that small models don't need.
-        activation_checkpointing=False,
-        include_num_input_tokens_seen="non_padding", **_precision(device),
+        include_num_input_tokens_seen="non_padding", **_precision(device), **_version_args(cfg.warmup_ratio),
     )
 
 
@@ -104,14 +114,25 @@ def save_model(trainer_model, tokenizer, out: Path, spec: ModelSpec, seed: int, 
     (out / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
 
 
+def role_tokenizer(spec: ModelSpec, run_dir, records: list[dict], prompt_cfg: PromptConfig, train_texts=None):
+    """The tokenizer of ``spec``; a ``bpe:<vocab>`` one not yet cached in ``run_dir`` is trained on
+    ``records`` (pass the whole training split: every stage then trains the same tokenizer)."""
+    from specact.tokenization import bpe_corpus, bpe_dir
+
+    if (train_texts is None and spec.config and spec.tokenizer.startswith("bpe:") and run_dir is not None
+            and not (bpe_dir(run_dir, int(spec.tokenizer[4:])) / "tokenizer.json").is_file()):
+        train_texts = bpe_corpus(records, prompt_cfg)
+    return load_tokenizer(spec, run_dir, train_texts)
+
+
 def _train_sft(records_train, cfg: TrainConfig, prompt_cfg, out_dir: Path, seed: int, run_dir, quiet: bool,
-               device=None, train_texts=None):
-    """Train and return (model, tokenizer, partial metrics); the public functions add evaluation."""
+               device=None, train_texts=None, tok=None):
+    """Train and return (model, tokenizer, partial metrics, trainer); the public functions add evaluation."""
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
     dev = pick_device(device)
-    tok = load_tokenizer(cfg.model, run_dir, train_texts)
+    tok = tok or role_tokenizer(cfg.model, run_dir, records_train, prompt_cfg, train_texts)
     # Full FT keeps fp32 master weights (bf16 autocast on GPU); LoRA freezes the base, bf16 is fine.
     dtype = None if cfg.lora else torch.float32
     model = load_model(cfg.model, "causal-lm", dev, run_dir, tokenizer=tok, seed=seed, dtype=dtype)
@@ -154,8 +175,8 @@ def train_sft(records_train: list[dict], records_dev: list[dict], cfg: TrainConf
               device=None, train_texts: list[str] | None = None) -> dict:
     """SFT ``cfg.model`` on the decision points; save to ``out_dir/model``; return and write metrics.json.
 
-    ``train_texts`` trains a ``bpe:<vocab>`` tokenizer when ``run_dir`` has none cached yet
-    (:func:`specact.tokenization.bpe_corpus`). Resumes from ``out_dir/checkpoints`` if present.
+    A ``bpe:<vocab>`` tokenizer not cached in ``run_dir`` yet is trained on ``records_train``
+    (or on ``train_texts``). Resumes from ``out_dir/checkpoints`` if present.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -198,6 +219,7 @@ def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConf
     run_dir = run_dir if run_dir is not None else out_dir.parent
     prompt_cfg = prompt_cfg or PromptConfig()
     fold = folds_by_trajectory(records_train, k, seed)
+    tok = role_tokenizer(cfg.model, run_dir, records_train, prompt_cfg)  # the whole split, not a fold
     rows: dict[int, dict] = {}
     for f in range(k):
         train = [r for r, g in zip(records_train, fold) if g != f]
@@ -205,7 +227,7 @@ def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConf
         held = [records_train[i] for i in held_idx]
         fdir = out_dir / "crossfit" / f"fold{f}"
         fdir.mkdir(parents=True, exist_ok=True)
-        model, tok, metrics, _ = _train_sft(train, cfg, prompt_cfg, fdir, seed + f, run_dir, quiet, device)
+        model, _, metrics, _ = _train_sft(train, cfg, prompt_cfg, fdir, seed + f, run_dir, quiet, device, tok=tok)
         res = score_labels(model, tok, held, prompt_cfg, batch_size, quiet=quiet)
         labels = [LABELS[j] for j in res["logp"].argmax(1)]
         calls = generate_calls(model, tok, held, labels, prompt_cfg, max_new_tokens, batch_size, quiet=quiet)["calls"]

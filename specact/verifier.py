@@ -23,7 +23,7 @@ from datasets import Dataset
 
 from specact.calibration import apply_calibration, fit_calibration
 from specact.config import VerifierConfig
-from specact.models import load_model, load_tokenizer, model_stats, pick_device
+from specact.models import load_model, model_stats, pick_device
 from specact.prompts import PromptConfig
 from specact.scoring import verifier_ids, verifier_scores
 
@@ -95,10 +95,10 @@ def train_verifier(pairs_train, pairs_dev, cfg: VerifierConfig, prompt_cfg: Prom
     out_dir.mkdir(parents=True, exist_ok=True)
     prompt_cfg = prompt_cfg or PromptConfig()
     dev = pick_device(device)
-    tok = load_tokenizer(cfg.model, run_dir)
+    recs, props, y = parse_pairs(pairs_train)
+    tok = T.role_tokenizer(cfg.model, run_dir, list({id(r): r for r in recs}.values()), prompt_cfg)
     model = load_model(cfg.model, "classifier", dev, run_dir, tokenizer=tok, seed=seed,
                        dtype=None if cfg.lora else torch.float32)
-    recs, props, y = parse_pairs(pairs_train)
     if len(np.unique(y)) < 2:
         raise ValueError("verifier training pairs need both accept=1 and accept=0 rows")
     ds = Dataset.from_dict({"input_ids": verifier_ids(tok, recs, props, prompt_cfg, cfg.max_length), "labels": y.tolist()})
@@ -107,6 +107,9 @@ def train_verifier(pairs_train, pairs_dev, cfg: VerifierConfig, prompt_cfg: Prom
 
         model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
                                                  target_modules="all-linear", modules_to_save=["score"], task_type="SEQ_CLS"))
+        for p in model.parameters():  # the head copy in modules_to_save keeps the base dtype; Adam wants fp32
+            if p.requires_grad and p.dtype != torch.float32:
+                p.data = p.data.float()
     args = TrainingArguments(**T.common_args(cfg, out_dir, seed, dev, quiet), remove_unused_columns=False)
     trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=_Collator(model.config.pad_token_id))
     t0 = time.perf_counter()

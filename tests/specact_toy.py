@@ -27,7 +27,8 @@ KINDS = [("file_read", "show", "cat"), ("file_write", "delete", "rm"), ("final_a
 
 
 def tiny_spec(vocab: int = 480, **kw) -> ModelSpec:
-    return ModelSpec(config=dict(TINY, **kw.pop("config", {})), tokenizer=f"bpe:{vocab}", **kw)
+    # float32 everywhere: the exactness checks (1e-4) must hold on a GPU too, where "auto" means bf16.
+    return ModelSpec(config=dict(TINY, **kw.pop("config", {})), tokenizer=f"bpe:{vocab}", dtype="float32", **kw)
 
 
 def make_records(n: int = 24) -> list[dict]:

@@ -47,7 +47,7 @@ def test_score_labels_matches_naive_forward_and_ignores_padding(setup):
         for i, rec in enumerate(recs[:3]):
             p = prompt_ids(tok, rec, PROMPT)
             for j, c in enumerate(conts):
-                lp = torch.log_softmax(model(input_ids=torch.tensor([p + list(c)])).logits[0].float(), -1)
+                lp = torch.log_softmax(model(input_ids=torch.tensor([p + list(c)], device=model.device)).logits[0].float(), -1)
                 naive = sum(lp[len(p) - 1 + t, c[t]].item() for t in range(len(c)))
                 assert abs(naive - batched["logp"][i, j]) < 1e-4
 

@@ -79,7 +79,8 @@ def test_lora_adapter_reloads_and_predicts_identically(run_dir, tmp_path):
     before = score_labels(model, tok, RECS[16:20], PROMPT, quiet=True)["logp"]
     reloaded, tok2 = load_trained(tmp_path)  # merged into the seeded from-config base
     after = score_labels(reloaded, tok2, RECS[16:20], PROMPT, quiet=True)["logp"]
-    np.testing.assert_allclose(after, before, atol=1e-4)
+    # merged vs unmerged LoRA: 1e-6-level on CPU; rtol covers TF32 matmuls when this runs on a GPU
+    np.testing.assert_allclose(after, before, atol=1e-4, rtol=1e-4)
     assert (after.argmax(1) == before.argmax(1)).all()
 
 
@@ -139,4 +140,13 @@ def test_verifier_lora_head_is_saved(run_dir, tmp_path):
     train_verifier(_pairs(RECS[:8]), _pairs(RECS[8:12]), cfg, PROMPT, tmp_path, 0, run_dir, quiet=True)
     model, tok = load_trained(tmp_path)
     clf0 = load_model(tiny_spec(), "classifier", run_dir=run_dir, seed=0)
-    assert not np.allclose(model.score.weight.detach().numpy(), clf0.score.weight.detach().numpy())  # trained head came back
+    assert not np.allclose(model.score.weight.detach().cpu().numpy(), clf0.score.weight.detach().cpu().numpy())  # trained head came back
+
+
+def test_role_tokenizer_trains_one_bpe_whatever_the_order(tmp_path):
+    from specact.train import role_tokenizer
+
+    a = role_tokenizer(tiny_spec(), tmp_path / "a", RECS[:16], PROMPT)
+    b = role_tokenizer(tiny_spec(), tmp_path / "b", RECS[:16][::-1], PROMPT)  # e.g. the verifier's pair order
+    assert (tmp_path / "a" / "tokenizer-bpe-480" / "tokenizer.json").is_file()
+    assert a.backend_tokenizer.to_str() == b.backend_tokenizer.to_str()
