@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from specact.config import ParamsError
+from specact.records import RecordError
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             from specact.pipeline import evaluate_external
 
             evaluate_external(Path(args.run), Path(args.data), Path(args.out) if args.out else None, kernel=args.kernel)
-    except (ParamsError, FileNotFoundError) as err:
+    except (ParamsError, RecordError, FileNotFoundError) as err:  # bad input: nothing ran
         print(f"specact: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # a failed stage: its notebook with the traceback is in reports/
