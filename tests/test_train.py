@@ -150,3 +150,20 @@ def test_role_tokenizer_trains_one_bpe_whatever_the_order(tmp_path):
     b = role_tokenizer(tiny_spec(), tmp_path / "b", RECS[:16][::-1], PROMPT)  # e.g. the verifier's pair order
     assert (tmp_path / "a" / "tokenizer-bpe-480" / "tokenizer.json").is_file()
     assert a.backend_tokenizer.to_str() == b.backend_tokenizer.to_str()
+
+
+def test_completion_only_loss_equals_the_models_own_loss(run_dir, tmp_path):
+    import torch
+    from trl import SFTConfig
+
+    from specact.train import _completion_trainer_cls, common_args
+
+    tok = load_tokenizer(tiny_spec(), run_dir)
+    ds, _ = tokenize_sft(tok, RECS[:4], PROMPT, 512)
+    args = SFTConfig(**common_args(_cfg(), tmp_path, 0, torch.device("cpu"), True), completion_only_loss=True, max_length=512)
+    model = load_model(tiny_spec(), run_dir=run_dir, device="cpu")
+    trainer = _completion_trainer_cls()(model=model, args=args, train_dataset=ds, processing_class=tok)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    ours = trainer.compute_loss(model, dict(batch))
+    ref = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    assert torch.allclose(ours, ref, atol=1e-5) and (batch["labels"] != -100).sum() < batch["attention_mask"].sum() / 4
