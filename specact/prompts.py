@@ -15,8 +15,10 @@ Training concatenates ``prompt_ids + completion_ids (+ eos)``; label scoring pre
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from specact.actions import LABELS, uses_tool
@@ -156,9 +158,29 @@ def _apply(tokenizer, messages: list[dict], tools: list[dict]) -> str:
     raise ValueError(f"tokenizer {type(tokenizer).__name__} has no chat_template; specact needs one")
 
 
+_CACHE: "OrderedDict[tuple, str]" = OrderedDict()
+_CACHE_SIZE = 20000  # prompts of one run's dev/test + a training stage; ~1-4 KB each
+
+
 def render_prompt(tokenizer, record: dict, cfg: PromptConfig | None = None) -> str:
-    """The prompt text of a decision point in ``tokenizer``'s chat template, within budget."""
+    """The prompt text of a decision point in ``tokenizer``'s chat template, within budget.
+
+    Memoised per (tokenizer, config, record content): a stage renders the same record for
+    scoring, call generation and the verifier, and rendering dominates CPU scoring time.
+    """
     cfg = cfg or PromptConfig()
+    key = (id(tokenizer), astuple(cfg), hashlib.sha1(json.dumps(record, sort_keys=True, default=str).encode()).digest())
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    text = _render(tokenizer, record, cfg)
+    _CACHE[key] = text
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return text
+
+
+def _render(tokenizer, record: dict, cfg: PromptConfig) -> str:
     tools = record.get("tools") or []
     if cfg.tool_schema == "compact":
         tools = [_compact_tool(t) for t in tools]
@@ -170,32 +192,35 @@ def render_prompt(tokenizer, record: dict, cfg: PromptConfig | None = None) -> s
     # Cut points: drop whole leading turns so the kept part starts at a user message when possible.
     cuts = [0] + [i for i in range(1, len(body)) if body[i]["role"] == "user"] or [0]
     cuts = sorted(set(cuts + [len(body) - 1]))
+    renders: dict[int, tuple[str, bool]] = {}
 
-    def render(k: int) -> str:
-        return _apply(tokenizer, _with_instruction(system + body[cuts[k]:], cfg), tools)
+    def fits(k: int) -> bool:
+        if k not in renders:
+            text = _apply(tokenizer, _with_instruction(system + body[cuts[k]:], cfg), tools)
+            renders[k] = (text, len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= cfg.max_prompt_tokens)
+        return renders[k][1]
 
-    def n_tokens(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    text = render(0)
-    if n_tokens(text) <= cfg.max_prompt_tokens:
-        return text
-    lo, hi = 0, len(cuts) - 1  # binary search the fewest dropped turns that fit
-    best = render(hi)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        cand = render(mid)
-        if n_tokens(cand) <= cfg.max_prompt_tokens:
-            best, hi = cand, mid
+    # Fewest dropped turns that fit (fit is monotone in k). Gallop back from the latest turn so a
+    # small budget never renders a whole long conversation, then bisect the last gap.
+    hi = len(cuts) - 1
+    if fits(hi):
+        step, lo = 1, hi
+        while lo > 0:
+            cand = max(lo - step, 0)
+            if not fits(cand):
+                break
+            lo, step = cand, step * 2
         else:
-            lo = mid + 1
-    # best == render(hi): the fewest dropped turns that fit, or every droppable turn dropped.
-    ids = tokenizer(best, add_special_tokens=False)["input_ids"]
-    if len(ids) > cfg.max_prompt_tokens:
-        # Even the latest turn with the tool schemas overflows: keep the latest tokens (the end of
-        # the prompt decides the action). Every consumer tokenizes this same text, so they agree.
-        best = tokenizer.decode(ids[-cfg.max_prompt_tokens:], skip_special_tokens=False)
-    return best
+            return renders[0][0]
+        bad = max(lo - step, 0)  # the last candidate tried did not fit
+        while lo - bad > 1:
+            mid = (lo + bad) // 2
+            lo, bad = (mid, bad) if fits(mid) else (lo, mid)
+        return renders[lo][0]
+    # Even the latest turn with the tool schemas overflows: keep the latest tokens (the end of
+    # the prompt decides the action). Every consumer tokenizes this same text, so they agree.
+    ids = tokenizer(renders[hi][0], add_special_tokens=False)["input_ids"]
+    return tokenizer.decode(ids[-cfg.max_prompt_tokens:], skip_special_tokens=False)
 
 
 def prompt_ids(tokenizer, record: dict, cfg: PromptConfig | None = None) -> list[int]:

@@ -102,3 +102,17 @@ def test_budget_is_a_hard_cap_even_when_the_last_turn_overflows():
     ids = prompt_ids(tok, rec, PromptConfig(max_prompt_tokens=300, max_message_chars=10**6))
     assert len(ids) <= 300
     assert render_prompt(tok, rec, PromptConfig(max_prompt_tokens=300, max_message_chars=10**6)).endswith("<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize("budget", [900, 1100, 1400, 2000, 3000, 10**6])
+def test_kept_turns_are_the_most_that_fit(budget):
+    tok = byte_tokenizer()
+    rec = record(n_turns=9)
+    cfg = PromptConfig(max_prompt_tokens=budget, tool_schema="compact")
+    text = render_prompt(tok, rec, cfg)
+    kept = [i for i in range(9) if f"Request number {i}:" in text]
+    assert kept == list(range(9 - len(kept), 9))  # a suffix of the turns
+    if len(kept) < 9:  # one more turn would not have fit
+        bigger = {**rec, "messages": [rec["messages"][0]] + rec["messages"][1 + 3 * (8 - len(kept)):]}
+        assert len(prompt_ids(tok, bigger, PromptConfig(max_prompt_tokens=10**6, tool_schema="compact"))) > budget
+    assert render_prompt(tok, rec, cfg) == text  # memoised, same text
