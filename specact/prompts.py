@@ -203,6 +203,9 @@ def _render(tokenizer, record: dict, cfg: PromptConfig) -> str:
     # Fewest dropped turns that fit (fit is monotone in k). Gallop back from the latest turn so a
     # small budget never renders a whole long conversation, then bisect the last gap.
     hi = len(cuts) - 1
+    chars = sum(len(m["content"]) for m in body) + len(json.dumps(tools))
+    if chars <= 3 * cfg.max_prompt_tokens and fits(0):  # likely fits whole (>= 3 chars a token): one render
+        return renders[0][0]
     if fits(hi):
         step, lo = 1, hi
         while lo > 0:
