@@ -71,6 +71,7 @@ class TrainConfig:
     warmup_ratio: float = _help("Linear warm-up fraction.", default=0.05)
     max_length: int = _help("Max tokens of prompt + completion during training.", default=1024)
     crossfit_folds: int = _help("Proposer only: K folds trained to predict their held-out fold, so the verifier sees the proposer's own mistakes (0 = none).", default=0)
+    crossfit_examples: int = _help("Proposer only: held-out points predicted per fold (0 = the whole fold); a seeded sample.", default=0)
     zero_shot: bool = _help("Strong model only: also keep the frozen (not fine-tuned) model for config A_frozen.", default=True)
     save_steps: int = _help("Checkpoint every N steps, so an interrupted stage resumes (0 = only at the end).", default=0)
     logging_steps: int = _help("Log the loss every N steps.", default=10)

@@ -236,7 +236,8 @@ def folds_by_trajectory(records: list[dict], k: int, seed: int) -> list[int]:
 
 def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConfig | None, k: int, out_dir, seed: int = 0,
              run_dir=None, *, batch_size: int = 16, max_new_tokens: int = 64, quiet: bool = False, device=None) -> list[dict]:
-    """Held-out-fold proposer predictions on the training set: ``[{id, label, call, logp, gold}]``.
+    """Held-out-fold proposer predictions on the training set: ``[{id, label, call, logp, gold}]``
+    (every training point, or ``cfg.crossfit_examples`` sampled per fold).
 
     Each of ``k`` proposers (folds by trajectory) predicts the fold it never saw, so the verifier
     later trains on the mistakes a proposer really makes on unseen data, not on memorised rows.
@@ -254,6 +255,11 @@ def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConf
     for f in range(k):
         train = [r for r, g in zip(records_train, fold) if g != f]
         held_idx = [i for i, g in enumerate(fold) if g == f]
+        if cfg.crossfit_examples and len(held_idx) > cfg.crossfit_examples:
+            # A seeded sample of the fold: the verifier needs a sample of real mistakes, and
+            # generating calls for every held-out point dominated the stage (CPU and GPU alike).
+            pick = np.random.default_rng([seed, f]).choice(len(held_idx), cfg.crossfit_examples, replace=False)
+            held_idx = [held_idx[j] for j in sorted(pick)]
         held = [records_train[i] for i in held_idx]
         fdir = out_dir / "crossfit" / f"fold{f}"
         fdir.mkdir(parents=True, exist_ok=True)
@@ -267,7 +273,7 @@ def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConf
         for i, lab, call, lp in zip(held_idx, labels, calls, res["logp"]):
             rows[i] = {"id": records_train[i]["id"], "label": lab, "call": call, "logp": lp.tolist(), "gold": records_train[i]["label"]}
         del model
-    out = [rows[i] for i in range(len(records_train))]
+    out = [rows[i] for i in sorted(rows)]
     with (out_dir / "crossfit.jsonl").open("w") as fh:
         for r in out:
             fh.write(json.dumps(r, sort_keys=True) + "\n")
