@@ -66,6 +66,8 @@ elif [[ "$WHEELS" != none && ! -f "$SITE/.specact-wheels" ]]; then
   exit 3
 fi
 export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"
+# nbconvert finds its HTML templates under share/jupyter, which pip --target puts in $SITE.
+export JUPYTER_PATH="$SITE/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
 export MPLBACKEND=Agg HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
        TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 PYDEVD_DISABLE_FILE_VALIDATION=1
 export JUPYTER_PATH="$WORK/jupyter/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
