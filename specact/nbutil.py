@@ -52,19 +52,6 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def tokenizer_for(spec, run_dir: str | Path, train_records: list[dict], prompt_cfg: PromptConfig):
-    """The tokenizer of ``spec``; a ``bpe:<vocab>`` one is trained on the training prompts once per
-    run and cached there, so every role and stage of the run shares the exact same ids."""
-    from specact.models import load_tokenizer
-    from specact.tokenization import bpe_corpus
-
-    texts = None
-    if spec.config and spec.tokenizer.startswith("bpe:"):
-        cached = Path(run_dir) / f"tokenizer-bpe-{spec.tokenizer.split(':', 1)[1]}" / "tokenizer.json"
-        texts = None if cached.is_file() else bpe_corpus(train_records, prompt_cfg)
-    return load_tokenizer(spec, run_dir, texts)
-
-
 def loss_curve(out_dir: str | Path, title: str = "training loss"):
     """A seaborn line plot of the Trainer's logged loss (``loss_curve.csv`` written by specact.train)."""
     import pandas as pd
