@@ -70,6 +70,8 @@ class TrainConfig:
     gradient_accumulation_steps: int = _help("Gradient accumulation.", default=1)
     warmup_ratio: float = _help("Linear warm-up fraction.", default=0.05)
     max_length: int = _help("Max tokens of prompt + completion during training.", default=1024)
+    group_by_length: bool = _help("Batch examples of similar length together (transformers' LengthGroupedSampler): less padding where prompt lengths vary widely (GPU profiles).", default=False)
+    num_processes: int = _help("Data-parallel training processes (one per GPU), started with `accelerate launch` from the notebook (specact.launch); the global batch stays per_device_train_batch_size x gradient_accumulation_steps.", default=1)
     crossfit_folds: int = _help("Proposer only: K folds trained to predict their held-out fold, so the verifier sees the proposer's own mistakes (0 = none).", default=0)
     crossfit_examples: int = _help("Proposer only: held-out points predicted per fold (0 = the whole fold); a seeded sample.", default=0)
     zero_shot: bool = _help("Strong model only: also keep the frozen (not fine-tuned) model for config A_frozen.", default=True)
@@ -93,6 +95,8 @@ class VerifierConfig:
     gradient_accumulation_steps: int = _help("Gradient accumulation.", default=1)
     warmup_ratio: float = _help("Linear warm-up fraction.", default=0.05)
     max_length: int = _help("Max tokens of context + proposal.", default=1024)
+    group_by_length: bool = _help("Batch examples of similar length together (transformers' LengthGroupedSampler): less padding where prompt lengths vary widely (GPU profiles).", default=False)
+    num_processes: int = _help("Data-parallel training processes (one per GPU), started with `accelerate launch` from the notebook (specact.launch); the global batch stays per_device_train_batch_size x gradient_accumulation_steps.", default=1)
     calibration: str = _help("isotonic | platt | none: map scores to dev-measured probabilities.", default="isotonic")
     logging_steps: int = _help("Log the loss every N steps.", default=10)
 
@@ -228,6 +232,15 @@ def load_params(path: str | Path, overrides: dict | None = None) -> StudyConfig:
         raise ParamsError(f"{path}: configurations: unknown {bad}; allowed: {list(CONFIGURATIONS)}")
     if cfg.eval.split not in ("dev", "test"):
         raise ParamsError(f"{path}: eval.split must be dev or test, got {cfg.eval.split!r}")
+    for role in ("proposer", "verifier", "strong"):
+        rc = getattr(cfg, role)
+        n = rc.num_processes
+        if n < 1:
+            raise ParamsError(f"{path}: {role}.num_processes must be >= 1, got {n}")
+        if n > 1 and rc.gradient_accumulation_steps % n and rc.per_device_train_batch_size % n:
+            raise ParamsError(f"{path}: {role}.num_processes={n} must divide gradient_accumulation_steps "
+                              f"({rc.gradient_accumulation_steps}) or per_device_train_batch_size "
+                              f"({rc.per_device_train_batch_size}), so the global batch stays the same")
     return cfg
 
 

@@ -43,7 +43,10 @@ class ModelSpecError(ValueError):
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    # Under accelerate launch each process owns the GPU of its local rank.
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def pick_dtype(spec: ModelSpec, device: torch.device) -> torch.dtype:

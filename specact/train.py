@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 
+from specact import launch
 from specact.actions import LABELS
 from specact.config import ModelSpec, TrainConfig
 from specact.models import load_model, load_tokenizer, model_stats, pick_device
@@ -53,6 +54,18 @@ def _version_args(warmup_ratio: float) -> dict:
     return out
 
 
+def _sampling_args(group_by_length: bool) -> dict:
+    """Length-grouped batches: ``train_sampling_strategy`` in newer transformers 5, ``group_by_length`` before."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    if not group_by_length:
+        return {}
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return {"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in names else {"group_by_length": True}
+
+
 def common_args(cfg, out_dir: Path, seed: int, device: torch.device, quiet: bool) -> dict:
     """TrainingArguments fields shared by SFT and verifier training (both config dataclasses have them)."""
     return dict(
@@ -64,6 +77,7 @@ def common_args(cfg, out_dir: Path, seed: int, device: torch.device, quiet: bool
         save_strategy="steps" if getattr(cfg, "save_steps", 0) else "no", save_steps=getattr(cfg, "save_steps", 0) or 500,
         save_total_limit=1, dataloader_num_workers=0,  # workers cost more than they save on 2 cores
         include_num_input_tokens_seen="non_padding", **_precision(device), **_version_args(cfg.warmup_ratio),
+        **_sampling_args(getattr(cfg, "group_by_length", False)),
     )
 
 
@@ -132,13 +146,22 @@ def _completion_trainer_cls():
             cfg = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
             if getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)  # heads we'd bypass
-            hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                                        use_cache=False).last_hidden_state
+            # Through `model` (DDP / PeftModel wrappers included): calling the inner module directly
+            # would skip DDP's forward and leave the gradients unsynchronised across processes.
+            # logits_to_keep=1 makes the full head cost one position; hidden_states[-1] is the
+            # final-normed last hidden state.
+            out = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False,
+                        logits_to_keep=1, output_hidden_states=True)
+            hidden = out.hidden_states[-1]
             target = inputs["labels"][:, 1:]
             keep = target != -100
             logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
             n = num_items_in_batch if num_items_in_batch is not None else keep.sum()
             loss = F.cross_entropy(logits, target[keep], reduction="sum") / torch.as_tensor(n, device=logits.device).clamp(min=1)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                # n counts the completion tokens of every process; DDP then averages the gradients
+                # over processes, so scale back up, as Trainer.compute_loss does (x1 on one process).
+                loss = loss * self.accelerator.num_processes
             return (loss, None) if return_outputs else loss
 
     return CompletionOnlySFTTrainer
@@ -162,6 +185,8 @@ def _train_sft(records_train, cfg: TrainConfig, prompt_cfg, out_dir: Path, seed:
     from trl import SFTConfig
 
     dev = pick_device(device)
+    world = launch.world()[1]
+    cfg = launch.split_batch(cfg, world)  # the same global batch on 1 or N processes
     tok = tok or role_tokenizer(cfg.model, run_dir, records_train, prompt_cfg, train_texts)
     # Full FT keeps fp32 master weights (bf16 autocast on GPU); LoRA freezes the base, bf16 is fine.
     dtype = None if cfg.lora else torch.float32
@@ -177,14 +202,16 @@ def _train_sft(records_train, cfg: TrainConfig, prompt_cfg, out_dir: Path, seed:
     t0 = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
     wall = time.perf_counter() - t0
-    write_logs(out_dir, trainer.state.log_history)
+    if launch.is_main():
+        write_logs(out_dir, trainer.state.log_history)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     tokens = int(trainer.state.num_input_tokens_seen or 0)
     metrics = {
         "n_train": len(ds), "n_dropped_overlong": dropped, "steps": trainer.state.global_step,
         "train_loss": out.training_loss, "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
         "train_seconds": wall, "train_tokens": tokens, "tokens_per_second": tokens / wall if wall > 0 else None,
-        "lora": cfg.lora, "device": str(dev), "bf16": args.bf16,
+        "lora": cfg.lora, "device": str(dev), "bf16": args.bf16, "num_processes": world,
+        "global_batch": cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world,
     }
     model = trainer.model.eval()
     return model, tok, metrics, trainer
@@ -211,7 +238,14 @@ def train_sft(records_train: list[dict], records_dev: list[dict], cfg: TrainConf
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prompt_cfg = prompt_cfg or PromptConfig()
+    if cfg.num_processes > 1 and not launch.in_launched_job():
+        role_tokenizer(cfg.model, run_dir, records_train, prompt_cfg, train_texts)  # once, before the processes share it
+        return launch.run("train_sft", cfg.num_processes, out_dir, dict(
+            records_train=records_train, records_dev=records_dev, cfg=cfg, prompt_cfg=prompt_cfg, out_dir=str(out_dir),
+            seed=seed, run_dir=run_dir, batch_size=batch_size, quiet=quiet, train_texts=train_texts), out_dir / "metrics.json")
     model, tok, metrics, _ = _train_sft(records_train, cfg, prompt_cfg, out_dir, seed, run_dir, quiet, device, train_texts)
+    if not launch.is_main():
+        return metrics  # process 0 saves and evaluates
     save_model(model, tok, out_dir / "model", cfg.model, seed, "causal-lm")
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the saved model supersedes them
     majority = Counter(r["label"] for r in records_train).most_common(1)[0][0]
@@ -251,6 +285,10 @@ def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConf
     prompt_cfg = prompt_cfg or PromptConfig()
     fold = folds_by_trajectory(records_train, k, seed)
     tok = role_tokenizer(cfg.model, run_dir, records_train, prompt_cfg)  # the whole split, not a fold
+    if cfg.num_processes > 1 and not launch.in_launched_job():
+        return launch.run("crossfit", cfg.num_processes, out_dir, dict(
+            records_train=records_train, cfg=cfg, prompt_cfg=prompt_cfg, k=k, out_dir=str(out_dir), seed=seed,
+            run_dir=run_dir, batch_size=batch_size, max_new_tokens=max_new_tokens, quiet=quiet), out_dir / "crossfit.jsonl")
     rows: dict[int, dict] = {}
     for f in range(k):
         train = [r for r, g in zip(records_train, fold) if g != f]
@@ -264,6 +302,8 @@ def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConf
         fdir = out_dir / "crossfit" / f"fold{f}"
         fdir.mkdir(parents=True, exist_ok=True)
         model, _, metrics, _ = _train_sft(train, cfg, prompt_cfg, fdir, seed + f, run_dir, quiet, device, tok=tok)
+        if not launch.is_main():
+            continue  # process 0 predicts the held-out fold; the others wait for it in the next fold's DDP setup
         res = score_labels(model, tok, held, prompt_cfg, batch_size, quiet=quiet)
         labels = [LABELS[j] for j in res["logp"].argmax(1)]
         calls = generate_calls(model, tok, held, labels, prompt_cfg, max_new_tokens, batch_size, quiet=quiet)["calls"]
@@ -274,6 +314,8 @@ def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConf
             rows[i] = {"id": records_train[i]["id"], "label": lab, "call": call, "logp": lp.tolist(), "gold": records_train[i]["label"]}
         del model
     out = [rows[i] for i in sorted(rows)]
+    if not launch.is_main():
+        return out
     with (out_dir / "crossfit.jsonl").open("w") as fh:
         for r in out:
             fh.write(json.dumps(r, sort_keys=True) + "\n")

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 
+from specact import launch
 from specact.calibration import apply_calibration, fit_calibration
 from specact.config import VerifierConfig
 from specact.models import load_model, model_stats, pick_device
@@ -97,6 +98,12 @@ def train_verifier(pairs_train, pairs_dev, cfg: VerifierConfig, prompt_cfg: Prom
     dev = pick_device(device)
     recs, props, y = parse_pairs(pairs_train)
     tok = T.role_tokenizer(cfg.model, run_dir, list({id(r): r for r in recs}.values()), prompt_cfg)
+    if cfg.num_processes > 1 and not launch.in_launched_job():
+        return launch.run("train_verifier", cfg.num_processes, out_dir, dict(
+            pairs_train=pairs_train, pairs_dev=pairs_dev, cfg=cfg, prompt_cfg=prompt_cfg, out_dir=str(out_dir), seed=seed,
+            run_dir=run_dir, batch_size=batch_size, quiet=quiet), out_dir / "metrics.json")
+    world = launch.world()[1]
+    cfg = launch.split_batch(cfg, world)  # the same global batch on 1 or N processes
     model = load_model(cfg.model, "classifier", dev, run_dir, tokenizer=tok, seed=seed,
                        dtype=None if cfg.lora else torch.float32)
     if len(np.unique(y)) < 2:
@@ -115,6 +122,8 @@ def train_verifier(pairs_train, pairs_dev, cfg: VerifierConfig, prompt_cfg: Prom
     t0 = time.perf_counter()
     res = trainer.train(resume_from_checkpoint=T.last_checkpoint(out_dir))
     wall = time.perf_counter() - t0
+    if not launch.is_main():
+        return {}  # process 0 saves, calibrates and evaluates
     T.write_logs(out_dir, trainer.state.log_history)
     model = trainer.model.eval()
     T.save_model(model, tok, out_dir / "model", cfg.model, seed, "classifier", max_length=cfg.max_length)
@@ -123,7 +132,8 @@ def train_verifier(pairs_train, pairs_dev, cfg: VerifierConfig, prompt_cfg: Prom
     metrics = {"n_train": len(ds), "train_pos_rate": float(y.mean()), "steps": trainer.state.global_step,
                "train_loss": res.training_loss, "first_loss": losses[0] if losses else None,
                "final_loss": losses[-1] if losses else None, "train_seconds": wall, "train_tokens": tokens,
-               "tokens_per_second": tokens / wall if wall > 0 else None, "method": cfg.method, "lora": cfg.lora}
+               "tokens_per_second": tokens / wall if wall > 0 else None, "method": cfg.method, "lora": cfg.lora,
+               "num_processes": world, "global_batch": cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world}
     calibration = {"method": "none"}
     if pairs_dev is not None and len(pairs_dev):
         drecs, dprops, dy = parse_pairs(pairs_dev)

@@ -1,0 +1,164 @@
+"""Training throughput and model FLOPs utilisation (MFU) of a role, per batching setting (not a test).
+
+    python scripts/gpu/bench_mfu.py --model .weights/smollm2-135m-instruct --steps 30 \
+        --variants lora:random:16 lora:grouped:16 full:grouped:16
+
+Trains through the study's own path (``specact.train._train_sft``: trl SFTTrainer, completion-only
+loss) on the real training prompts of the ``gpu`` profile, one run per variant
+``<lora|full>:<random|grouped>:<per-device batch>``. Steady-state rate: a callback times steps
+3..N (CUDA synchronised), so start-up and the first steps' autotuning are left out.
+
+MFU = model FLOPs per second / the card's measured dense bf16 matmul rate (8192^3 products).
+Model FLOPs per trained token, counted as the work this trainer must do (PaLM appendix B style):
+
+* linear layers: 6 x non-embedding params (forward 2, backward 4); LoRA: 4 x (the frozen weights
+  need input gradients only) + 6 x adapter params;
+* attention scores and values: 6 x layers x (heads x head_dim) x T per token of a length-T
+  sequence (causal: half of 12), averaged over the real length distribution;
+* vocabulary head: 6 x hidden x vocab on completion tokens only (the loss projects only those).
+
+The common ``6 x params`` convention is printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from specact.config import DataConfig, ModelSpec, TrainConfig  # noqa: E402
+from specact.prompts import PromptConfig  # noqa: E402
+
+
+def emit(**kw):
+    print(json.dumps(kw, default=lambda o: round(float(o), 4)), flush=True)
+
+
+CUDA = torch.cuda.is_available()
+
+
+def _sync():
+    if CUDA:
+        torch.cuda.synchronize()
+
+
+def matmul_rate(n: int = 8192, reps: int = 20) -> float:
+    """Dense matmul FLOP/s: bf16 8192^3 on a GPU (fp32 1024^3 on a CPU, for a smoke run only)."""
+    n, dtype = (n, torch.bfloat16) if CUDA else (1024, torch.float32)
+    a, b = (torch.randn(n, n, device="cuda" if CUDA else "cpu", dtype=dtype) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    _sync()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    _sync()
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+class StepClock:
+    """TrainerCallback: wall time and tokens seen at the end of each step (after a CUDA sync)."""
+
+    def __init__(self):
+        self.marks = []
+
+    def __getattr__(self, name):  # every other callback event is a no-op
+        if name.startswith("on_"):
+            return lambda *a, **k: None
+        raise AttributeError(name)
+
+    def on_step_end(self, args, state, control, **kw):
+        _sync()
+        self.marks.append((time.perf_counter(), int(state.num_input_tokens_seen or 0)))
+
+
+def flops_per_token(model_cfg, n_nonemb: int, n_lora: int, lens: np.ndarray, comp: np.ndarray, lora: bool) -> dict:
+    L = model_cfg.num_hidden_layers
+    d_attn = model_cfg.num_attention_heads * getattr(model_cfg, "head_dim", model_cfg.hidden_size // model_cfg.num_attention_heads)
+    linear = (4 * n_nonemb + 6 * n_lora) if lora else 6 * n_nonemb
+    attn = 6 * L * d_attn * float((lens**2).sum() / lens.sum())
+    head = 6 * model_cfg.hidden_size * model_cfg.vocab_size * float(comp.sum() / lens.sum())
+    return {"linear": linear, "attention": attn, "head": head, "total": linear + attn + head}
+
+
+def run_variant(train, spec, lora, grouped, batch, steps, pcfg, max_length, rate, tmp):
+    from specact.train import _completion_trainer_cls, tokenize_sft, _train_sft  # noqa: F401
+
+    clock = StepClock()
+    import transformers
+
+    orig = transformers.Trainer.__init__
+
+    def init(self, *a, **k):  # add the clock to whatever trainer _train_sft builds
+        orig(self, *a, **k)
+        self.add_callback(clock)
+
+    transformers.Trainer.__init__ = init
+    cfg = TrainConfig(model=spec, lora=lora, max_steps=steps, per_device_train_batch_size=batch, max_length=max_length,
+                      logging_steps=steps, learning_rate=1e-4, group_by_length=grouped)
+    if CUDA:
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        model, tok, metrics, trainer = _train_sft(train, cfg, pcfg, Path(tmp), 0, None, True)
+    finally:
+        transformers.Trainer.__init__ = orig
+    ds = trainer.train_dataset
+    lens = np.array([len(x) for x in ds["input_ids"]])
+    comp = np.array([sum(m) for m in ds["completion_mask"]]) if "completion_mask" in ds.column_names else np.zeros_like(lens)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    emb = sum(p.numel() for n, p in base.named_parameters() if "embed_tokens" in n or "lm_head" in n)
+    n_lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    n_all = sum(p.numel() for p in base.parameters()) - n_lora
+    fpt = flops_per_token(base.config, n_all - emb, n_lora, lens, comp, lora)
+    (t0, k0), (t1, k1) = clock.marks[2], clock.marks[-1]
+    tps = (k1 - k0) / (t1 - t0)
+    emit(what="train", lora=lora, grouped=grouped, batch=batch, steps=len(clock.marks), s_per_step=(t1 - t0) / (len(clock.marks) - 3),
+         tokens_per_s=tps, mean_len=lens.mean(), flops_per_token=fpt, model_tflops=tps * fpt["total"] / 1e12,
+         mfu=tps * fpt["total"] / rate, mfu_6n=tps * 6 * n_all / rate, peak_gib=torch.cuda.max_memory_allocated() / 2**30 if CUDA else None,
+         final_loss=metrics.get("final_loss"))
+    del model, trainer
+    if CUDA:
+        torch.cuda.empty_cache()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="save_pretrained directory of the strong model")
+    ap.add_argument("--num-layers", type=int, default=0, help="keep the first k layers (the cheap roles)")
+    ap.add_argument("--max-prompt-tokens", type=int, default=3072)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--dtype", default="bfloat16", help="model dtype of the spec (float32 for a CPU smoke run)")
+    ap.add_argument("--examples", type=int, default=1200, help="training examples tokenized (a spread sample)")
+    ap.add_argument("--variants", nargs="+", default=["lora:random:16", "lora:grouped:16", "full:grouped:16"])
+    args = ap.parse_args(argv)
+
+    from specact.data.build import build_records
+
+    recs = build_records(DataConfig(max_steps_per_trajectory=6), 0)["train"]
+    train = recs[:: max(1, len(recs) // args.examples)][: args.examples]
+    pcfg = PromptConfig(max_prompt_tokens=args.max_prompt_tokens, tool_schema="compact", max_message_chars=2000)
+    rate = matmul_rate()
+    emit(what="device", name=torch.cuda.get_device_name() if CUDA else "cpu", torch=torch.__version__, bf16_matmul_tflops=rate / 1e12)
+    spec = ModelSpec(name=args.model, num_layers=args.num_layers, dtype=args.dtype)
+    for v in args.variants:
+        kind, order, batch = v.split(":")
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                run_variant(train, spec, kind == "lora", order == "grouped", int(batch), args.steps, pcfg,
+                            args.max_prompt_tokens + 128, rate, tmp)
+            except Exception as e:  # noqa: BLE001 - report and go on with the other variants
+                emit(what="train", variant=v, error=f"{type(e).__name__}: {str(e)[:400]}")
+                if CUDA:
+                    torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

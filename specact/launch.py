@@ -1,0 +1,114 @@
+"""Data-parallel training through ``accelerate launch``, started from a notebook or a script.
+
+A training function (:func:`specact.train.train_sft`, :func:`specact.train.crossfit`,
+:func:`specact.train.train_verifier`) whose config asks for ``num_processes > 1`` re-runs
+itself under ``accelerate launch --multi_gpu --num_processes N -m specact.launch <job>``: one
+process per GPU, the HF Trainer wraps the model in DDP, and process 0 saves the model and
+writes the metrics the notebook then reads. The calling notebook never initialises CUDA for
+training, which is what ``accelerate.notebook_launcher`` also requires; a subprocess keeps
+the kernel free of a process group that outlives the stage.
+
+Same results as one process, up to numerical noise: :func:`split_batch` keeps the **global**
+batch (per-device batch x accumulation x processes) that the config states, and the Trainer's
+sharded sampler gives step ``s`` the same examples in either layout. On a machine without GPUs
+the processes use the ``gloo`` backend on CPU, which is how the tests check all of this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+_JOB_ENV = "SPECACT_LAUNCHED"  # set in the children: a launched function must not launch again
+
+
+def in_launched_job() -> bool:
+    return os.environ.get(_JOB_ENV) == "1"
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside a distributed launch."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def is_main() -> bool:
+    return world()[0] == 0
+
+
+def split_batch(cfg, n: int):
+    """``cfg`` with gradient accumulation (first) or the per-device batch divided by ``n``, so the
+    global batch per optimizer step is unchanged; an error if neither divides."""
+    if n <= 1:
+        return cfg
+    if cfg.gradient_accumulation_steps % n == 0:
+        return dataclasses.replace(cfg, gradient_accumulation_steps=cfg.gradient_accumulation_steps // n)
+    if cfg.per_device_train_batch_size % n == 0:
+        return dataclasses.replace(cfg, per_device_train_batch_size=cfg.per_device_train_batch_size // n)
+    raise ValueError(
+        f"num_processes={n} divides neither gradient_accumulation_steps={cfg.gradient_accumulation_steps} nor "
+        f"per_device_train_batch_size={cfg.per_device_train_batch_size}; the global batch could not be kept")
+
+
+def launch_command(n: int, job: Path) -> list[str]:
+    """The ``accelerate launch`` command line (also what a user would type for a script)."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
+            "--num_machines", "1", "--mixed_precision", "no",  # the Trainer sets bf16 from the config itself
+            "--dynamo_backend", "no", "--main_process_port", str(_free_port()), "-m", "specact.launch", str(job)]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(fn_name: str, n: int, job_dir: str | Path, kwargs: dict, result_file: str | Path):
+    """Run ``specact.train.<fn_name>(**kwargs)`` on ``n`` processes; return what process 0 wrote to
+    ``result_file`` (metrics JSON, or the cross-fit rows JSONL). Output streams to the caller."""
+    job_dir = Path(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    job = job_dir / f"launch_{fn_name}.pkl"
+    job.write_bytes(pickle.dumps({"fn": fn_name, "kwargs": kwargs}))
+    env = {**os.environ, _JOB_ENV: "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+    cmd = launch_command(n, job)
+    print("launching:", " ".join(cmd[1:]), flush=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    tail: list[str] = []
+    for line in proc.stdout:  # relayed, so papermill's log and the notebook show the children's progress
+        print(line, end="", flush=True)
+        tail = (tail + [line])[-40:]
+    if proc.wait() != 0:
+        raise RuntimeError(f"accelerate launch of {fn_name} on {n} processes failed (exit {proc.returncode}):\n" + "".join(tail))
+    job.unlink(missing_ok=True)
+    return _read_result(Path(result_file))
+
+
+def _read_result(path: Path):
+    import json
+
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.open() if line.strip()]
+    return json.loads(path.read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    job = pickle.loads(Path((argv or sys.argv[1:])[0]).read_bytes())
+    from specact import train
+
+    getattr(train, job["fn"])(**job["kwargs"])
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # process 0 may still be saving / evaluating: nobody tears the group down early
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
