@@ -102,12 +102,14 @@ def main(argv=None):
     ap.add_argument("--model-spec", default="", help="ModelSpec fields as JSON (default: a from-config Qwen3)")
     ap.add_argument("--n", type=int, default=64, help="decision points")
     ap.add_argument("--n-generate", type=int, default=16, help="decision points for the slow one-by-one baseline")
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, nargs="+", default=[16],
+                    help="decision points per batch; several values add one pre-tokenized scoring row each (the first is used elsewhere)")
     ap.add_argument("--max-prompt-tokens", type=int, default=384)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    sweep, a.batch_size = a.batch_size, a.batch_size[0]
     if a.threads:
         torch.set_num_threads(a.threads)
     spec = ModelSpec(**json.loads(a.model_spec)) if a.model_spec else ModelSpec(config=DEFAULT_CONFIG, tokenizer="bpe:2048")
@@ -125,6 +127,10 @@ def main(argv=None):
     t_score, res = timed(lambda: score_labels(model, tok, recs, cfg, a.batch_size, quiet=True), dev)
     t_prompt, _ = timed(lambda: [prompt_ids(tok, r, cfg) for r in recs], dev)
     t_tok, _ = timed(lambda: score_prompt_ids(model, tok, prompts, a.batch_size, quiet=True), dev)
+    t_sweep = {}
+    for bs in sweep[1:]:
+        score_prompt_ids(model, tok, prompts[:bs], bs, quiet=True)  # warm-up at this shape
+        t_sweep[bs], _ = timed(lambda: score_prompt_ids(model, tok, prompts, bs, quiet=True), dev)  # noqa: B023
     nine_n = min(a.n, 4 * a.n_generate)  # 9x the tokens: a subset is enough for a rate
     t_nine, _ = timed(lambda: nine_forwards(model, tok, prompts[:nine_n], a.batch_size), dev)
     gen_prompts = prompts[: a.n_generate]
@@ -136,15 +142,18 @@ def main(argv=None):
           f"mean prompt={ctx:.0f} tokens batch={a.batch_size} threads={torch.get_num_threads()}")
     print(f"matmul rate: {rate / 1e12:.3f} TFLOP/s ({dtype})")
     print("(the first row renders prompts too; the rows after it take pre-tokenized prompts)")
-    print(f"{'method':<38}{'points/s':>12}{'s/point':>12}")
+    print(f"{'method':<44}{'points/s':>12}{'s/point':>12}")
     rows = [("score_labels (render + score)", a.n / t_score, t_score / a.n),
             ("  prompt rendering alone", a.n / t_prompt, t_prompt / a.n),
-            ("one-prefill scoring (pre-tokenized)", a.n / t_tok, t_tok / a.n),
+            (f"one-prefill scoring (pre-tokenized, b{a.batch_size})", a.n / t_tok, t_tok / a.n),
+            *[(f"one-prefill scoring (pre-tokenized, b{bs})", a.n / t, t / a.n) for bs, t in t_sweep.items()],
             ("9 forwards (no KV reuse, batched)", nine_n / t_nine, t_nine / nine_n),
             ("generate + parse, one at a time", len(gen_prompts) / t_gen, t_gen / len(gen_prompts)),
             ("floor: 2 x params x ctx / rate", 1 / floor, floor)]
     for name, pps, spp in rows:
-        print(f"{name:<38}{pps:>12.1f}{spp:>12.5f}")
+        print(f"{name:<44}{pps:>12.1f}{spp:>12.5f}")
+    best = min([t_tok, *t_sweep.values()]) / a.n
+    print(f"best one-prefill scoring: {best / floor:.2f}x the floor; {t_gen / len(gen_prompts) / best:.0f}x the naive baseline")
     pred = [LABELS[j] for j in res["logp"].argmax(1)]
     print(f"(untrained unless the spec is: score_labels predicts {len(set(pred))} distinct labels; "
           f"generate parsed a label for {sum(x is not None for x in labels)}/{len(labels)})")

@@ -122,6 +122,7 @@ def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int
     cache_kw = _cache_kwarg(model)
     neg = torch.finfo(dtype).min
     out = np.zeros((len(prompts), n_lab))
+    done = []
     # Sorting by length keeps padding (wasted prefill) small; results go back to input order.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     for s in _batches(len(order), batch_size, "score labels", quiet):
@@ -138,8 +139,10 @@ def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int
         nxt = model(input_ids=t_ids.expand(b, -1), attention_mask=bias, position_ids=c_pos, use_cache=True, **{cache_kw: cache})
         lp = torch.log_softmax(nxt.logits.float(), -1).gather(-1, t_tgt.expand(b, -1)[..., None]).squeeze(-1)  # [b, C]
         rest = torch.zeros(b, n_lab, device=dev).index_add_(1, t_lab, lp)
-        out[idx] = (head + rest).double().cpu().numpy()
+        done.append((idx, head + rest))  # kept on the device: a copy per batch would sync each time
         del pre, nxt, cache
+    for idx, scores in done:
+        out[idx] = scores.double().cpu().numpy()
     return out
 
 

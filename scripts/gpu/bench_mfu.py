@@ -90,7 +90,7 @@ def flops_per_token(model_cfg, n_nonemb: int, n_lora: int, lens: np.ndarray, com
 
 
 def run_variant(train, spec, lora, grouped, batch, steps, pcfg, max_length, rate, tmp):
-    from specact.train import _completion_trainer_cls, tokenize_sft, _train_sft  # noqa: F401
+    from specact.train import _train_sft, tokenize_sft
 
     clock = StepClock()
     import transformers
@@ -110,9 +110,9 @@ def run_variant(train, spec, lora, grouped, batch, steps, pcfg, max_length, rate
         model, tok, metrics, trainer = _train_sft(train, cfg, pcfg, Path(tmp), 0, None, True)
     finally:
         transformers.Trainer.__init__ = orig
-    ds = trainer.train_dataset
+    ds, _ = tokenize_sft(tok, train, pcfg, max_length)  # the examples trained on (prompts are memoised)
     lens = np.array([len(x) for x in ds["input_ids"]])
-    comp = np.array([sum(m) for m in ds["completion_mask"]]) if "completion_mask" in ds.column_names else np.zeros_like(lens)
+    comp = np.array([sum(m) for m in ds["completion_mask"]])
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     emb = sum(p.numel() for n, p in base.named_parameters() if "embed_tokens" in n or "lm_head" in n)
     n_lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)

@@ -5,6 +5,8 @@
 #   scripts/gpu/run_gpu_study.sh prepare   install wheels, register the kernel, stash weight parts
 #   scripts/gpu/run_gpu_study.sh weights   the same, then join + convert the weights, and stop
 #   scripts/gpu/run_gpu_study.sh [run]     the same, then join + convert the weights, run, package
+#   scripts/gpu/run_gpu_study.sh bench     the same as weights, then the throughput benchmarks only
+#                                          (MFU, label scoring, and the 2-GPU scale-out where there are 2 GPUs)
 #
 # Every step is idempotent: calling `run` again on the same machine resumes (installed wheels
 # and converted weights are kept, and the study runner skips every finished stage).
@@ -111,6 +113,31 @@ if [[ ! -f "$MODEL_DIR/converted_from.json" ]]; then
   say "converted $GGUF -> $MODEL_DIR: $(tr -d '\n ' <"$OUT/convert.json" | head -c 400)"
 fi
 [[ "$MODE" == weights ]] && { say "weights ready in $MODEL_DIR"; exit 0; }
+
+# ---- 3b. `bench`: the throughput benchmarks alone, no study (logs under $OUT)
+#   MFU per batching setting on GPU 0, label-scoring rate vs floor and naive baseline on GPU 0,
+#   and, on a machine with >= 2 GPUs, the strong role trained on 1 and on 2 GPUs (accelerate launch).
+if [[ "$MODE" == bench ]]; then
+  ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
+  bench() {  # name, then the command; each gets what is left before the deadline
+    local name=$1; shift
+    local b=$(( $(left) - RESERVE_S ))
+    (( b > 30 )) || { say "$name skipped: no time left"; return; }
+    timeout -k 5 "$b" "$@" >"$OUT/$name.log" 2>"$WORK/$name.err"
+    local rc=$?
+    (( rc == 0 )) || tail -n 30 "$WORK/$name.err" >>"$OUT/$name.log"
+    say "$name exit $rc: $(grep -E '^\{|x the|best' "$OUT/$name.log" | tail -n 12 | cut -c1-400 | tr '\n' '|')"
+  }
+  if (( ngpu >= 2 )) && [[ "${SCALEOUT:-1}" == 1 ]]; then
+    bench scaleout "$PY" scripts/gpu/scaleout.py --params "$PARAMS" --role strong --steps "${SCALEOUT_STEPS:-30}" --processes 1 2
+  fi
+  CUDA_VISIBLE_DEVICES=0 bench bench_scoring "$PY" benchmarks/bench_scoring.py --device cuda \
+    --model-spec "{\"name\": \"$MODEL_DIR\"}" --max-prompt-tokens 3072 --n 512 --n-generate 16 --batch-size 32 64 128
+  # shellcheck disable=SC2086
+  CUDA_VISIBLE_DEVICES=0 bench bench_mfu "$PY" scripts/gpu/bench_mfu.py --model "$MODEL_DIR" --steps "${MFU_STEPS:-20}" \
+    --examples 640 --variants ${MFU_VARIANTS:-lora:random:16 lora:grouped:16 full:grouped:16 full:grouped:32}
+  say "bench done"; exit 0
+fi
 
 # ---- 4. the study (stopped RESERVE_S before the deadline; a later call resumes it)
 # shellcheck disable=SC2086

@@ -52,7 +52,7 @@ def main(argv=None):
     runs = {}
     for n in args.processes:
         t0 = time.perf_counter()
-        m = train_sft(train, dev, dataclasses.replace(cfg0, num_processes=n), study.prompt, root / f"np{n}", study.seed, None, quiet=True)
+        m = train_sft(train, dev, dataclasses.replace(cfg0, num_processes=n), study.prompt, root / f"np{n}", study.seed, root, quiet=True)
         hist = json.loads((root / f"np{n}" / "log_history.json").read_text())
         runs[n] = {"loss": [e["loss"] for e in hist if "loss" in e], **m}
         emit(what="run", role=args.role, processes=n, wall_s=time.perf_counter() - t0, steps=m["steps"],
