@@ -81,6 +81,16 @@ def common_args(cfg, out_dir: Path, seed: int, device: torch.device, quiet: bool
     )
 
 
+def one_gpu_per_process(args):
+    """Training arguments that drive one GPU per process. Several GPUs visible to one process make
+    the Trainer wrap the model in ``nn.DataParallel`` (slower than DDP; trl refuses it): here more
+    GPUs mean ``num_processes`` (DDP through ``accelerate launch``), so force one (as Trainer does
+    for model parallelism)."""
+    if args.n_gpu > 1:
+        args._n_gpu = 1
+    return args
+
+
 def last_checkpoint(out_dir: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -155,7 +165,9 @@ def _completion_trainer_cls():
             hidden = out.hidden_states[-1]
             target = inputs["labels"][:, 1:]
             keep = target != -100
-            logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
+            head = base.get_output_embeddings()
+            # LoRA adapters run in fp32 (peft's default), so the hidden state may be fp32 over a bf16 head.
+            logits = head(hidden[:, :-1][keep].to(head.weight.dtype)).float()
             n = num_items_in_batch if num_items_in_batch is not None else keep.sum()
             loss = F.cross_entropy(logits, target[keep], reduction="sum") / torch.as_tensor(n, device=logits.device).clamp(min=1)
             if num_items_in_batch is not None and self.args.average_tokens_across_devices:
@@ -196,8 +208,8 @@ def _train_sft(records_train, cfg: TrainConfig, prompt_cfg, out_dir: Path, seed:
         raise ValueError(f"no training example fits max_length={cfg.max_length} (all {dropped} dropped); raise train.max_length or lower prompt.max_prompt_tokens")
     peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules="all-linear", task_type="CAUSAL_LM") if cfg.lora else None
-    args = SFTConfig(**common_args(cfg, out_dir, seed, dev, quiet), completion_only_loss=True,
-                     max_length=cfg.max_length, packing=False)
+    args = one_gpu_per_process(SFTConfig(**common_args(cfg, out_dir, seed, dev, quiet), completion_only_loss=True,
+                                         max_length=cfg.max_length, packing=False))
     trainer = _completion_trainer_cls()(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_cfg)
     t0 = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))

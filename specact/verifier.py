@@ -117,7 +117,7 @@ def train_verifier(pairs_train, pairs_dev, cfg: VerifierConfig, prompt_cfg: Prom
         for p in model.parameters():  # the head copy in modules_to_save keeps the base dtype; Adam wants fp32
             if p.requires_grad and p.dtype != torch.float32:
                 p.data = p.data.float()
-    args = TrainingArguments(**T.common_args(cfg, out_dir, seed, dev, quiet), remove_unused_columns=False)
+    args = T.one_gpu_per_process(TrainingArguments(**T.common_args(cfg, out_dir, seed, dev, quiet), remove_unused_columns=False))
     trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=_Collator(model.config.pad_token_id))
     t0 = time.perf_counter()
     res = trainer.train(resume_from_checkpoint=T.last_checkpoint(out_dir))

@@ -201,3 +201,17 @@ def test_num_processes_that_cannot_keep_the_global_batch_is_rejected():
         split_batch(cfg, 2)
     assert split_batch(_cfg(per_device_train_batch_size=4, gradient_accumulation_steps=2), 2).gradient_accumulation_steps == 1
     assert split_batch(_cfg(per_device_train_batch_size=4), 2).per_device_train_batch_size == 2
+
+
+def test_lora_on_a_bf16_base_trains(run_dir, tmp_path):
+    """The gpu profile's strong model: a bf16 base under LoRA. On an H200 (transformers 5.17, bf16
+    autocast) the last hidden state reached the bf16 head in fp32 and the completion-only loss
+    failed with a dtype mismatch; the loss now casts. This runs the same path on CPU (no autocast)."""
+    import dataclasses
+
+    from specact.train import _train_sft
+
+    cfg = _cfg(lora=True, lora_r=4, lora_alpha=8, max_steps=3, model=dataclasses.replace(tiny_spec(), dtype="bfloat16"))
+    model, _, metrics, _ = _train_sft(RECS[:8], cfg, PROMPT, tmp_path, 0, run_dir, True)
+    assert metrics["steps"] == 3 and np.isfinite(metrics["final_loss"])
+    assert next(model.get_base_model().parameters()).dtype == __import__("torch").bfloat16
