@@ -114,7 +114,7 @@ if [[ ! -f "$MODEL_DIR/converted_from.json" ]]; then
 fi
 [[ "$MODE" == weights ]] && { say "weights ready in $MODEL_DIR"; exit 0; }
 
-# ---- 3b. `bench`: the throughput benchmarks alone, no study (logs under $OUT)
+# ---- 3b. `bench`: the throughput benchmarks alone, no study (logs under $OUT); BENCHES picks them
 #   MFU per batching setting on GPU 0, label-scoring rate vs floor and naive baseline on GPU 0,
 #   and, on a machine with >= 2 GPUs, the strong role trained on 1 and on 2 GPUs (accelerate launch).
 if [[ "$MODE" == bench ]]; then
@@ -128,14 +128,20 @@ if [[ "$MODE" == bench ]]; then
     (( rc == 0 )) || tail -n 30 "$WORK/$name.err" >>"$OUT/$name.log"
     say "$name exit $rc: $(grep -E '^\{|x the|best' "$OUT/$name.log" | tail -n 12 | cut -c1-400 | tr '\n' '|')"
   }
-  if (( ngpu >= 2 )) && [[ "${SCALEOUT:-1}" == 1 ]]; then
-    bench scaleout "$PY" scripts/gpu/scaleout.py --params "$PARAMS" --role strong --steps "${SCALEOUT_STEPS:-30}" --processes 1 2
-  fi
-  CUDA_VISIBLE_DEVICES=0 bench bench_scoring "$PY" benchmarks/bench_scoring.py --device cuda \
-    --model-spec "{\"name\": \"$MODEL_DIR\"}" --max-prompt-tokens 3072 --n 512 --n-generate 16 --batch-size 32 64 128
-  # shellcheck disable=SC2086
-  CUDA_VISIBLE_DEVICES=0 bench bench_mfu "$PY" scripts/gpu/bench_mfu.py --model "$MODEL_DIR" --steps "${MFU_STEPS:-20}" \
-    --examples 640 --variants ${MFU_VARIANTS:-lora:random:16 lora:grouped:16 full:grouped:16 full:grouped:32}
+  for name in ${BENCHES:-scaleout profile scoring mfu}; do
+    case $name in
+      scaleout) (( ngpu >= 2 )) && bench scaleout "$PY" scripts/gpu/scaleout.py --params "$PARAMS" --role strong \
+                  --steps "${SCALEOUT_STEPS:-30}" --processes 1 2 ;;
+      profile)  CUDA_VISIBLE_DEVICES=0 bench profile_attention "$PY" scripts/gpu/profile_attention.py --model "$MODEL_DIR" ;;
+      scoring)  CUDA_VISIBLE_DEVICES=0 bench bench_scoring "$PY" benchmarks/bench_scoring.py --device cuda \
+                  --model-spec "{\"name\": \"$MODEL_DIR\"}" --max-prompt-tokens 3072 --n 512 --n-generate 16 \
+                  --batch-size ${SCORE_BATCHES:-32 64 128} ;;
+      # shellcheck disable=SC2086
+      mfu)      CUDA_VISIBLE_DEVICES=0 bench bench_mfu "$PY" scripts/gpu/bench_mfu.py --model "$MODEL_DIR" \
+                  --steps "${MFU_STEPS:-20}" --examples 640 \
+                  --variants ${MFU_VARIANTS:-lora:random:16 lora:grouped:16 full:grouped:16 full:grouped:32} ;;
+    esac
+  done
   say "bench done"; exit 0
 fi
 
