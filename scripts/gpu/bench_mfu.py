@@ -67,8 +67,15 @@ def matmul_rate(n: int = 8192, reps: int = 20) -> float:
 class StepClock:
     """TrainerCallback: wall time and tokens seen at the end of each step (after a CUDA sync)."""
 
-    def __init__(self):
+    def __init__(self, profile: bool = False):
         self.marks = []
+        self.profile, self.prof = profile, None
+
+    def on_step_begin(self, args, state, control, **kw):
+        if self.profile and state.global_step == 5:  # steps 6-8: past warm-up and autotuning
+            self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]
+                                               + ([torch.profiler.ProfilerActivity.CUDA] if CUDA else []))
+            self.prof.__enter__()
 
     def __getattr__(self, name):  # every other callback event is a no-op
         if name.startswith("on_"):
@@ -78,6 +85,15 @@ class StepClock:
     def on_step_end(self, args, state, control, **kw):
         _sync()
         self.marks.append((time.perf_counter(), int(state.num_input_tokens_seen or 0)))
+        if self.prof is not None and state.global_step == 8:
+            self.prof.__exit__(None, None, None)
+            ka = self.prof.key_averages()
+            dev_key = "device_time_total" if CUDA else "cpu_time_total"
+            busy = sum(getattr(e, "self_device_time_total", 0) for e in ka) / 1e6 / 3
+            print(f"PROFILE 3 steps: device-busy {busy:.3f} s per step (kernel time); wall {self.marks[-1][0] - self.marks[-4][0]:.3f} s for 3 steps")
+            print(ka.table(sort_by="self_" + dev_key, row_limit=25, max_name_column_width=60))
+            print(ka.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=60))
+            self.prof = None
 
 
 def flops_per_token(model_cfg, n_nonemb: int, n_lora: int, lens: np.ndarray, comp: np.ndarray, lora: bool) -> dict:
@@ -89,10 +105,10 @@ def flops_per_token(model_cfg, n_nonemb: int, n_lora: int, lens: np.ndarray, com
     return {"linear": linear, "attention": attn, "head": head, "total": linear + attn + head}
 
 
-def run_variant(train, spec, lora, grouped, batch, steps, pcfg, max_length, rate, tmp):
+def run_variant(train, spec, lora, grouped, batch, steps, pcfg, max_length, rate, tmp, profile=False):
     from specact.train import _train_sft, tokenize_sft
 
-    clock = StepClock()
+    clock = StepClock(profile)
     import transformers
 
     orig = transformers.Trainer.__init__
@@ -135,6 +151,7 @@ def main(argv=None):
     ap.add_argument("--num-layers", type=int, default=0, help="keep the first k layers (the cheap roles)")
     ap.add_argument("--max-prompt-tokens", type=int, default=3072)
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--profile", action="store_true", help="print torch.profiler tables of steps 6-8 of each variant")
     ap.add_argument("--dtype", default="bfloat16", help="model dtype of the spec (float32 for a CPU smoke run)")
     ap.add_argument("--examples", type=int, default=1200, help="training examples tokenized (a spread sample)")
     ap.add_argument("--variants", nargs="+", default=["lora:random:16", "lora:grouped:16", "full:grouped:16"])
@@ -153,7 +170,7 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 run_variant(train, spec, kind == "lora", order == "grouped", int(batch), args.steps, pcfg,
-                            args.max_prompt_tokens + 128, rate, tmp)
+                            args.max_prompt_tokens + 128, rate, tmp, args.profile)
             except Exception as e:  # noqa: BLE001 - report and go on with the other variants
                 emit(what="train", variant=v, error=f"{type(e).__name__}: {str(e)[:400]}")
                 if CUDA:

@@ -138,7 +138,7 @@ if [[ "$MODE" == bench ]]; then
                   --batch-size ${SCORE_BATCHES:-32 64 128} ;;
       # shellcheck disable=SC2086
       mfu)      CUDA_VISIBLE_DEVICES=0 bench bench_mfu "$PY" scripts/gpu/bench_mfu.py --model "$MODEL_DIR" \
-                  --steps "${MFU_STEPS:-20}" --examples 640 \
+                  --steps "${MFU_STEPS:-20}" --examples 640 ${MFU_ARGS:-} \
                   --variants ${MFU_VARIANTS:-lora:random:16 lora:grouped:16 full:grouped:16 full:grouped:32} ;;
     esac
   done
