@@ -71,6 +71,7 @@ class TrainConfig:
     warmup_ratio: float = _help("Linear warm-up fraction.", default=0.05)
     max_length: int = _help("Max tokens of prompt + completion during training.", default=1024)
     group_by_length: bool = _help("Batch examples of similar length together (transformers' LengthGroupedSampler): less padding where prompt lengths vary widely (GPU profiles).", default=False)
+    torch_compile: bool = _help("torch.compile the model (GPU profiles): fuses the norms, rotary and activation kernels that dominate a small model's step; the first steps pay for compilation.", default=False)
     num_processes: int = _help("Data-parallel training processes (one per GPU), started with `accelerate launch` from the notebook (specact.launch); the global batch stays per_device_train_batch_size x gradient_accumulation_steps.", default=1)
     crossfit_folds: int = _help("Proposer only: K folds trained to predict their held-out fold, so the verifier sees the proposer's own mistakes (0 = none).", default=0)
     crossfit_examples: int = _help("Proposer only: held-out points predicted per fold (0 = the whole fold); a seeded sample.", default=0)

@@ -77,7 +77,7 @@ def common_args(cfg, out_dir: Path, seed: int, device: torch.device, quiet: bool
         save_strategy="steps" if getattr(cfg, "save_steps", 0) else "no", save_steps=getattr(cfg, "save_steps", 0) or 500,
         save_total_limit=1, dataloader_num_workers=0,  # workers cost more than they save on 2 cores
         include_num_input_tokens_seen="non_padding", **_precision(device), **_version_args(cfg.warmup_ratio),
-        **_sampling_args(getattr(cfg, "group_by_length", False)),
+        **_sampling_args(getattr(cfg, "group_by_length", False)), torch_compile=getattr(cfg, "torch_compile", False),
     )
 
 
