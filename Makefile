@@ -37,5 +37,5 @@ smoke: venv
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-clean-runs:
-	rm -rf runs/ reports/*/ && mkdir -p reports
+clean-runs:  # run outputs only: reports/published/ is in git
+	rm -rf runs/ && find reports -mindepth 1 -maxdepth 1 -type d ! -name published -exec rm -rf {} +

@@ -50,10 +50,14 @@ def load_roles(run_dir: str | Path, strong_spec: ModelSpec | None, seed: int = 0
     from specact.train import load_trained
     from specact.verifier import load_calibration
 
+    from specact.prompts import load_prompt_cache
+    from specact.train import prompt_cache_path
+
     run_dir = Path(run_dir)
     roles = {}
     for role, sub in ROLE_DIRS.items():
         model, tok = load_trained(run_dir / sub, device=device)
+        load_prompt_cache(prompt_cache_path(run_dir, tok))  # dev prompts the training stages rendered
         info = json.loads((run_dir / sub / "metrics.json").read_text())
         stats = {k: info[k] for k in ("params_total", "params_non_embedding", "flops_per_token", "flops_per_token_measured") if k in info}
         if role == "verifier":

@@ -160,16 +160,76 @@ def _apply(tokenizer, messages: list[dict], tools: list[dict]) -> str:
 
 _CACHE: "OrderedDict[tuple, str]" = OrderedDict()
 _CACHE_SIZE = 20000  # prompts of one run's dev/test + a training stage; ~1-4 KB each
+UNLIMITED = 10**9  # a max_prompt_tokens meaning "no budget" (the BPE corpus renders whole trajectories)
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A content hash of a tokenizer (vocabulary, merges, specials, chat template), computed once per
+    object: the memo key, so that rendered prompts can be shared across processes and stages."""
+    fp = getattr(tokenizer, "_specact_fp", None)
+    if fp is None:
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None and not hasattr(tokenizer, "get_vocab"):
+            return f"object-{id(tokenizer)}"  # not a transformers tokenizer: memoise per object only
+        body = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+        extra = json.dumps([getattr(tokenizer, "chat_template", None), getattr(tokenizer, "all_special_tokens", None)], default=str)
+        fp = hashlib.sha1((body + extra).encode()).hexdigest()[:16]
+        try:
+            tokenizer._specact_fp = fp
+        except AttributeError:
+            pass
+    return fp
+
+
+def _key(tokenizer, record: dict, cfg: PromptConfig) -> tuple:
+    return (tokenizer_fingerprint(tokenizer), astuple(cfg), hashlib.sha1(json.dumps(record, sort_keys=True, default=str).encode()).digest())
+
+
+def save_prompt_cache(path, tokenizer=None) -> int:
+    """Write the memoised prompts (of ``tokenizer`` only, if given) to ``path``; returns how many.
+
+    Stages run in separate kernels: the first one that renders a split saves it, the next ones
+    load it (:func:`load_prompt_cache`) instead of rendering again (~5-7 ms a prompt on a CPU, the
+    same prompts in every training stage). Entries are keyed by tokenizer content, prompt config
+    and record content, so a cache can never hand out a prompt for other inputs.
+    """
+    import pickle
+    from pathlib import Path
+
+    fp = tokenizer_fingerprint(tokenizer) if tokenizer is not None else None
+    entries = {k: v for k, v in _CACHE.items() if (fp is None or k[0] == fp) and k[1][0] < UNLIMITED}  # [1][0]: max_prompt_tokens
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(entries, protocol=pickle.HIGHEST_PROTOCOL))
+    tmp.replace(path)  # atomic: a reader never sees half a file
+    return len(entries)
+
+
+def load_prompt_cache(path) -> int:
+    """Add the prompts saved by :func:`save_prompt_cache` to the memo (a missing file adds none)."""
+    import pickle
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    entries = pickle.loads(path.read_bytes())
+    for k, v in entries.items():
+        _CACHE.setdefault(k, v)
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return len(entries)
 
 
 def render_prompt(tokenizer, record: dict, cfg: PromptConfig | None = None) -> str:
     """The prompt text of a decision point in ``tokenizer``'s chat template, within budget.
 
-    Memoised per (tokenizer, config, record content): a stage renders the same record for
+    Memoised per (tokenizer content, config, record content): a stage renders the same record for
     scoring, call generation and the verifier, and rendering dominates CPU scoring time.
     """
     cfg = cfg or PromptConfig()
-    key = (id(tokenizer), astuple(cfg), hashlib.sha1(json.dumps(record, sort_keys=True, default=str).encode()).digest())
+    key = _key(tokenizer, record, cfg)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
@@ -192,13 +252,15 @@ def _render(tokenizer, record: dict, cfg: PromptConfig) -> str:
     # Cut points: drop whole leading turns so the kept part starts at a user message when possible.
     cuts = [0] + [i for i in range(1, len(body)) if body[i]["role"] == "user"] or [0]
     cuts = sorted(set(cuts + [len(body) - 1]))
-    renders: dict[int, tuple[str, bool]] = {}
+    if cfg.max_prompt_tokens >= UNLIMITED:  # no budget: the whole conversation, no token count needed
+        return _apply(tokenizer, _with_instruction(system + body, cfg), tools)
+    renders: dict[int, tuple[str, list[int]]] = {}
 
     def fits(k: int) -> bool:
         if k not in renders:
             text = _apply(tokenizer, _with_instruction(system + body[cuts[k]:], cfg), tools)
-            renders[k] = (text, len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= cfg.max_prompt_tokens)
-        return renders[k][1]
+            renders[k] = (text, tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(renders[k][1]) <= cfg.max_prompt_tokens
 
     # Fewest dropped turns that fit (fit is monotone in k). Gallop back from the latest turn so a
     # small budget never renders a whole long conversation, then bisect the last gap.
@@ -222,8 +284,7 @@ def _render(tokenizer, record: dict, cfg: PromptConfig) -> str:
         return renders[lo][0]
     # Even the latest turn with the tool schemas overflows: keep the latest tokens (the end of
     # the prompt decides the action). Every consumer tokenizes this same text, so they agree.
-    ids = tokenizer(renders[hi][0], add_special_tokens=False)["input_ids"]
-    return tokenizer.decode(ids[-cfg.max_prompt_tokens:], skip_special_tokens=False)
+    return tokenizer.decode(renders[hi][1][-cfg.max_prompt_tokens:], skip_special_tokens=False)
 
 
 def prompt_ids(tokenizer, record: dict, cfg: PromptConfig | None = None) -> list[int]:

@@ -17,7 +17,7 @@ from typing import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from specact.prompts import PromptConfig, format_action, gold_call, render_prompt
+from specact.prompts import UNLIMITED, PromptConfig, format_action, gold_call, render_prompt
 
 IM_START, IM_END, PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 SPECIAL_TOKENS = [PAD, IM_START, IM_END]  # ids 0, 1, 2 in every BPE tokenizer we train
@@ -62,7 +62,7 @@ def bpe_corpus(records: Iterable[dict], prompt_cfg: PromptConfig | None = None) 
     Rendered with :func:`byte_tokenizer` and no token budget (the BPE should see whole
     trajectories; the budget only decides which turns a model sees later).
     """
-    cfg = PromptConfig(**{**(prompt_cfg.__dict__ if prompt_cfg else {}), "max_prompt_tokens": 10**9})
+    cfg = PromptConfig(**{**(prompt_cfg.__dict__ if prompt_cfg else {}), "max_prompt_tokens": UNLIMITED})
     tok = byte_tokenizer()
     return [render_prompt(tok, r, cfg) + format_action(r["label"], gold_call(r)) + IM_END for r in records]
 

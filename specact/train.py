@@ -15,6 +15,7 @@ prompt+completion jointly (merges across the boundary); ``tests/test_train.py`` 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 import time
@@ -30,7 +31,7 @@ from specact import launch
 from specact.actions import LABELS
 from specact.config import ModelSpec, TrainConfig
 from specact.models import load_model, load_tokenizer, model_stats, pick_device
-from specact.prompts import PromptConfig, sft_example
+from specact.prompts import PromptConfig, load_prompt_cache, save_prompt_cache, sft_example, tokenizer_fingerprint
 
 META_FILE = "specact_model.json"  # how to rebuild a saved model: spec, seed, task, adapter or not
 
@@ -77,7 +78,7 @@ def common_args(cfg, out_dir: Path, seed: int, device: torch.device, quiet: bool
         save_strategy="steps" if getattr(cfg, "save_steps", 0) else "no", save_steps=getattr(cfg, "save_steps", 0) or 500,
         save_total_limit=1, dataloader_num_workers=0,  # workers cost more than they save on 2 cores
         include_num_input_tokens_seen="non_padding", **_precision(device), **_version_args(cfg.warmup_ratio),
-        **_sampling_args(getattr(cfg, "group_by_length", False)), torch_compile=getattr(cfg, "torch_compile", False),
+        **_sampling_args(getattr(cfg, "group_by_length", False)),
     )
 
 
@@ -181,13 +182,27 @@ def _completion_trainer_cls():
 
 def role_tokenizer(spec: ModelSpec, run_dir, records: list[dict], prompt_cfg: PromptConfig, train_texts=None):
     """The tokenizer of ``spec``; a ``bpe:<vocab>`` one not yet cached in ``run_dir`` is trained on
-    ``records`` (pass the whole training split: every stage then trains the same tokenizer)."""
+    ``records`` (pass the whole training split: every stage then trains the same tokenizer).
+    Prompts an earlier stage of the run rendered with this tokenizer are loaded into the memo."""
     from specact.tokenization import bpe_corpus, bpe_dir
 
     if (train_texts is None and spec.config and spec.tokenizer.startswith("bpe:") and run_dir is not None
             and not (bpe_dir(run_dir, int(spec.tokenizer[4:])) / "tokenizer.json").is_file()):
         train_texts = bpe_corpus(records, prompt_cfg)
-    return load_tokenizer(spec, run_dir, train_texts)
+    tok = load_tokenizer(spec, run_dir, train_texts)
+    if run_dir is not None:
+        load_prompt_cache(prompt_cache_path(run_dir, tok))
+    return tok
+
+
+def prompt_cache_path(run_dir, tokenizer) -> Path:
+    """Where a run keeps the prompts rendered with ``tokenizer`` (shared by every stage that uses it)."""
+    return Path(run_dir) / "cache" / f"prompts-{tokenizer_fingerprint(tokenizer)}.pkl"
+
+
+def _save_prompts(run_dir, tokenizer) -> None:
+    if run_dir is not None and launch.is_main():
+        save_prompt_cache(prompt_cache_path(run_dir, tokenizer), tokenizer)
 
 
 def _train_sft(records_train, cfg: TrainConfig, prompt_cfg, out_dir: Path, seed: int, run_dir, quiet: bool,
@@ -267,6 +282,7 @@ def train_sft(records_train: list[dict], records_dev: list[dict], cfg: TrainConf
         metrics.update(acc, majority_acc=float(np.mean([r["label"] == majority for r in records_dev])))
     metrics.update(model_stats(model, tok, context=min(prompt_cfg.max_prompt_tokens, cfg.max_length)))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    _save_prompts(run_dir, tok)
     return metrics
 
 
@@ -313,7 +329,8 @@ def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConf
         held = [records_train[i] for i in held_idx]
         fdir = out_dir / "crossfit" / f"fold{f}"
         fdir.mkdir(parents=True, exist_ok=True)
-        model, _, metrics, _ = _train_sft(train, cfg, prompt_cfg, fdir, seed + f, run_dir, quiet, device, tok=tok)
+        fold_cfg = dataclasses.replace(cfg, max_steps=cfg.crossfit_max_steps or cfg.max_steps)
+        model, _, metrics, _ = _train_sft(train, fold_cfg, prompt_cfg, fdir, seed + f, run_dir, quiet, device, tok=tok)
         if not launch.is_main():
             continue  # process 0 predicts the held-out fold; the others wait for it in the next fold's DDP setup
         res = score_labels(model, tok, held, prompt_cfg, batch_size, quiet=quiet)
@@ -328,6 +345,7 @@ def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConf
     out = [rows[i] for i in sorted(rows)]
     if not launch.is_main():
         return out
+    _save_prompts(run_dir, tok)
     with (out_dir / "crossfit.jsonl").open("w") as fh:
         for r in out:
             fh.write(json.dumps(r, sort_keys=True) + "\n")

@@ -104,6 +104,14 @@ def train_verifier(pairs_train, pairs_dev, cfg: VerifierConfig, prompt_cfg: Prom
             run_dir=run_dir, batch_size=batch_size, quiet=quiet), out_dir / "metrics.json")
     world = launch.world()[1]
     cfg = launch.split_batch(cfg, world)  # the same global batch on 1 or N processes
+    n_pairs = len(y)
+    need = cfg.max_steps * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
+    if cfg.max_steps and n_pairs > need:
+        # max_steps reaches only `need` pairs: tokenize a seeded sample of that many, not all of them
+        # (the trainer would draw a random `need` from the shuffled set anyway; 2/3 of the CPU stage's
+        # tokenization was for pairs never trained on).
+        keep = np.sort(np.random.default_rng(seed).choice(n_pairs, need, replace=False))
+        recs, props, y = [recs[i] for i in keep], [props[i] for i in keep], y[keep]
     model = load_model(cfg.model, "classifier", dev, run_dir, tokenizer=tok, seed=seed,
                        dtype=None if cfg.lora else torch.float32)
     if len(np.unique(y)) < 2:
@@ -129,7 +137,7 @@ def train_verifier(pairs_train, pairs_dev, cfg: VerifierConfig, prompt_cfg: Prom
     T.save_model(model, tok, out_dir / "model", cfg.model, seed, "classifier", max_length=cfg.max_length)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     tokens = int(trainer.state.num_input_tokens_seen or 0)
-    metrics = {"n_train": len(ds), "train_pos_rate": float(y.mean()), "steps": trainer.state.global_step,
+    metrics = {"n_train": len(ds), "n_pairs_available": n_pairs, "train_pos_rate": float(y.mean()), "steps": trainer.state.global_step,
                "train_loss": res.training_loss, "first_loss": losses[0] if losses else None,
                "final_loss": losses[-1] if losses else None, "train_seconds": wall, "train_tokens": tokens,
                "tokens_per_second": tokens / wall if wall > 0 else None, "method": cfg.method, "lora": cfg.lora,
@@ -150,6 +158,7 @@ def train_verifier(pairs_train, pairs_dev, cfg: VerifierConfig, prompt_cfg: Prom
     T.shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     metrics.update(model_stats(model, tok, context=min(prompt_cfg.max_prompt_tokens, cfg.max_length)))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    T._save_prompts(run_dir, tok)
     return metrics
 
 

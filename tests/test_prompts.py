@@ -116,3 +116,21 @@ def test_kept_turns_are_the_most_that_fit(budget):
         bigger = {**rec, "messages": [rec["messages"][0]] + rec["messages"][1 + 3 * (8 - len(kept)):]}
         assert len(prompt_ids(tok, bigger, PromptConfig(max_prompt_tokens=10**6, tool_schema="compact"))) > budget
     assert render_prompt(tok, rec, cfg) == text  # memoised, same text
+
+
+def test_prompt_cache_persists_across_processes(tmp_path, monkeypatch):
+    """A later stage (another kernel) loads the prompts an earlier one rendered, keyed by tokenizer
+    *content*: a fresh tokenizer object hits, a different config misses and renders."""
+    import specact.prompts as P
+
+    cfg = PromptConfig(max_prompt_tokens=60)
+    recs = [record(n, tool_out=f"out {n}") for n in range(1, 4)]
+    texts = [render_prompt(byte_tokenizer(), r, cfg) for r in recs]
+    assert P.save_prompt_cache(tmp_path / "p.pkl", byte_tokenizer()) >= len(recs)
+    P._CACHE.clear()
+    assert P.load_prompt_cache(tmp_path / "p.pkl") >= len(recs)
+    monkeypatch.setattr(P, "_render", lambda *a: (_ for _ in ()).throw(AssertionError("rendered again")))
+    assert [render_prompt(byte_tokenizer(), r, cfg) for r in recs] == texts
+    with pytest.raises(AssertionError, match="rendered again"):
+        render_prompt(byte_tokenizer(), recs[0], PromptConfig(max_prompt_tokens=61))
+    assert P.load_prompt_cache(tmp_path / "missing.pkl") == 0

@@ -5,9 +5,9 @@
 
 Trains through the study's own path (``specact.train._train_sft``: trl SFTTrainer, completion-only
 loss) on the real training prompts of the ``gpu`` profile, one run per variant
-``<lora|full>:<random|grouped>:<per-device batch>[:compile]``. Steady-state rate: a callback times every
+``<lora|full>:<random|grouped>:<per-device batch>``. Steady-state rate: a callback times every
 step (CUDA synchronised) and the rate comes from the second half of the steps, leaving out
-start-up, autotuning and any torch.compile recompilation (a step over 3x the median).
+start-up, autotuning and any outlier step (over 3x the median).
 
 MFU = model FLOPs per second / the card's measured dense bf16 matmul rate (8192^3 products).
 Model FLOPs per trained token, counted as the work this trainer must do (PaLM appendix B style):
@@ -106,7 +106,7 @@ def flops_per_token(model_cfg, n_nonemb: int, n_lora: int, lens: np.ndarray, com
     return {"linear": linear, "attention": attn, "head": head, "total": linear + attn + head}
 
 
-def run_variant(train, spec, lora, grouped, batch, steps, pcfg, max_length, rate, tmp, profile=False, compiled=False):
+def run_variant(train, spec, lora, grouped, batch, steps, pcfg, max_length, rate, tmp, profile=False):
     from specact.train import _train_sft, tokenize_sft
 
     clock = StepClock(profile)
@@ -120,7 +120,7 @@ def run_variant(train, spec, lora, grouped, batch, steps, pcfg, max_length, rate
 
     transformers.Trainer.__init__ = init
     cfg = TrainConfig(model=spec, lora=lora, max_steps=steps, per_device_train_batch_size=batch, max_length=max_length,
-                      logging_steps=steps, learning_rate=1e-4, group_by_length=grouped, torch_compile=compiled)
+                      logging_steps=steps, learning_rate=1e-4, group_by_length=grouped)
     if CUDA:
         torch.cuda.reset_peak_memory_stats()
     try:
@@ -135,13 +135,12 @@ def run_variant(train, spec, lora, grouped, batch, steps, pcfg, max_length, rate
     n_lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
     n_all = sum(p.numel() for p in base.parameters()) - n_lora
     fpt = flops_per_token(base.config, n_all - emb, n_lora, lens, comp, lora)
-    # Steady state: the second half of the steps, without any step slower than 3x the median
-    # (a torch.compile recompilation for a new sequence length).
+    # Steady state: the second half of the steps, without any step slower than 3x the median.
     d = [(t1 - t0, k1 - k0) for (t0, k0), (t1, k1) in zip(clock.marks[:-1], clock.marks[1:])][len(clock.marks) // 2:]
     med = float(np.median([x for x, _ in d]))
     kept = [(x, k) for x, k in d if x <= 3 * med]
     tps = sum(k for _, k in kept) / sum(x for x, _ in kept)
-    emit(what="train", lora=lora, grouped=grouped, compile=compiled, batch=batch, steps=len(clock.marks), s_per_step=med,
+    emit(what="train", lora=lora, grouped=grouped, batch=batch, steps=len(clock.marks), s_per_step=med,
          steps_timed=len(kept),
          tokens_per_s=tps, mean_len=lens.mean(), flops_per_token=fpt, model_tflops=tps * fpt["total"] / 1e12,
          mfu=tps * fpt["total"] / rate, mfu_6n=tps * 6 * n_all / rate, peak_gib=torch.cuda.max_memory_allocated() / 2**30 if CUDA else None,
@@ -172,11 +171,11 @@ def main(argv=None):
     emit(what="device", name=torch.cuda.get_device_name() if CUDA else "cpu", torch=torch.__version__, bf16_matmul_tflops=rate / 1e12)
     spec = ModelSpec(name=args.model, num_layers=args.num_layers, dtype=args.dtype)
     for v in args.variants:
-        kind, order, batch, *extra = v.split(":")
+        kind, order, batch = v.split(":")
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 run_variant(train, spec, kind == "lora", order == "grouped", int(batch), args.steps, pcfg,
-                            args.max_prompt_tokens + 128, rate, tmp, args.profile, "compile" in extra)
+                            args.max_prompt_tokens + 128, rate, tmp, args.profile)
             except Exception as e:  # noqa: BLE001 - report and go on with the other variants
                 emit(what="train", variant=v, error=f"{type(e).__name__}: {str(e)[:400]}")
                 if CUDA:
