@@ -19,8 +19,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import re
 import subprocess
 import sys
+from collections import deque
 from pathlib import Path
 
 _JOB_ENV = "SPECACT_LAUNCHED"  # set in the children: a launched function must not launch again
@@ -80,12 +82,15 @@ def run(fn_name: str, n: int, job_dir: str | Path, kwargs: dict, result_file: st
     cmd = launch_command(n, job)
     print("launching:", " ".join(cmd[1:]), flush=True)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    tail: list[str] = []
+    tail: deque[str] = deque(maxlen=400)
     for line in proc.stdout:  # relayed, so papermill's log and the notebook show the children's progress
         print(line, end="", flush=True)
-        tail = (tail + [line])[-40:]
+        tail.append(line)
     if proc.wait() != 0:
-        raise RuntimeError(f"accelerate launch of {fn_name} on {n} processes failed (exit {proc.returncode}):\n" + "".join(tail))
+        # torchrun ends with its own summary; name the children's exception first.
+        errors = [ln.strip() for ln in tail if re.match(r"^[\w.]+(Error|Exception): ", ln.strip())]
+        raise RuntimeError(f"accelerate launch of {fn_name} on {n} processes failed (exit {proc.returncode}): "
+                           f"{errors[0] if errors else 'see the output above'}\n" + "".join(list(tail)[-25:]))
     job.unlink(missing_ok=True)
     return _read_result(Path(result_file))
 

@@ -52,3 +52,12 @@ def test_missing_file():
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
 def test_every_shipped_profile_loads(path):
     load_params(path)
+
+
+def test_num_processes_must_keep_the_global_batch(tmp_path):
+    with pytest.raises(ParamsError, match=r"strong.num_processes=3 must divide gradient_accumulation_steps"):
+        load_params(write(tmp_path, "strong:\n  num_processes: 3\n  per_device_train_batch_size: 16\n"))
+    with pytest.raises(ParamsError, match=r"verifier.num_processes must be >= 1"):
+        load_params(write(tmp_path, "verifier:\n  num_processes: 0\n"))
+    cfg = load_params(write(tmp_path, "proposer:\n  num_processes: 2\n  per_device_train_batch_size: 16\n"))
+    assert cfg.proposer.num_processes == 2

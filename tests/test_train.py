@@ -193,16 +193,6 @@ def test_two_processes_through_accelerate_launch_match_one(run_dir, tmp_path):
     np.testing.assert_allclose(a, b, atol=0.1)  # the few-% drift above, seen through 6 steps of training
 
 
-def test_num_processes_that_cannot_keep_the_global_batch_is_rejected():
-    from specact.launch import split_batch
-
-    cfg = _cfg(per_device_train_batch_size=3, gradient_accumulation_steps=1)
-    with pytest.raises(ValueError, match="global batch"):
-        split_batch(cfg, 2)
-    assert split_batch(_cfg(per_device_train_batch_size=4, gradient_accumulation_steps=2), 2).gradient_accumulation_steps == 1
-    assert split_batch(_cfg(per_device_train_batch_size=4), 2).per_device_train_batch_size == 2
-
-
 def test_lora_on_a_bf16_base_trains(run_dir, tmp_path):
     """The gpu profile's strong model: a bf16 base under LoRA. On an H200 (transformers 5.17, bf16
     autocast) the last hidden state reached the bf16 head in fp32 and the completion-only loss

@@ -1,0 +1,46 @@
+"""specact.launch: keeping the global batch, the launch command, and a failing child surfacing its error.
+
+The two-process training run itself (losses equal to one process) is in tests/test_train.py."""
+
+from __future__ import annotations
+
+import pytest
+from specact_toy import tiny_spec
+
+from specact import launch
+from specact.config import TrainConfig, VerifierConfig
+
+
+def _cfg(**kw) -> TrainConfig:
+    return TrainConfig(**{"model": tiny_spec(), "per_device_train_batch_size": 4, **kw})
+
+
+def test_split_batch_keeps_the_global_batch():
+    assert launch.split_batch(_cfg(gradient_accumulation_steps=2), 2).gradient_accumulation_steps == 1  # accumulation first
+    assert launch.split_batch(_cfg(), 2).per_device_train_batch_size == 2
+    assert launch.split_batch(_cfg(), 1) == _cfg()
+    v = launch.split_batch(VerifierConfig(per_device_train_batch_size=8, gradient_accumulation_steps=3), 2)
+    assert (v.per_device_train_batch_size, v.gradient_accumulation_steps) == (4, 3)
+    with pytest.raises(ValueError, match="global batch"):
+        launch.split_batch(_cfg(per_device_train_batch_size=3), 2)
+
+
+def test_launch_command_is_accelerate_multi_process(tmp_path):
+    cmd = launch.launch_command(4, tmp_path / "job.pkl")
+    assert cmd[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
+    assert cmd[cmd.index("--num_processes") + 1] == "4"
+    assert cmd[-3:] == ["-m", "specact.launch", str(tmp_path / "job.pkl")]
+
+
+def test_world_outside_a_launch(monkeypatch):
+    for k in ("RANK", "WORLD_SIZE", launch._JOB_ENV):
+        monkeypatch.delenv(k, raising=False)
+    assert launch.world() == (0, 1) and launch.is_main() and not launch.in_launched_job()
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert launch.world() == (1, 2) and not launch.is_main()
+
+
+def test_a_failing_child_raises_with_its_traceback(tmp_path):
+    with pytest.raises(RuntimeError, match=r"(?s)failed \(exit .*no_such_function"):
+        launch.run("no_such_function", 2, tmp_path, {}, tmp_path / "metrics.json")
