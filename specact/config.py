@@ -99,6 +99,7 @@ class VerifierConfig:
     group_by_length: bool = _help("Batch examples of similar length together (transformers' LengthGroupedSampler): less padding where prompt lengths vary widely (GPU profiles).", default=False)
     num_processes: int = _help("Data-parallel training processes (one per GPU), started with `accelerate launch` from the notebook (specact.launch); the global batch stays per_device_train_batch_size x gradient_accumulation_steps.", default=1)
     calibration: str = _help("isotonic | platt | none: map scores to dev-measured probabilities.", default="isotonic")
+    crossfit_weight: int = _help("Times each cross-fitted proposer prediction enters the training pairs: they are the kind of proposal the verifier judges at test time, and synthetic confusions outnumber them ~20:1.", default=1)
     logging_steps: int = _help("Log the loss every N steps.", default=10)
 
 
@@ -233,6 +234,8 @@ def load_params(path: str | Path, overrides: dict | None = None) -> StudyConfig:
         raise ParamsError(f"{path}: configurations: unknown {bad}; allowed: {list(CONFIGURATIONS)}")
     if cfg.eval.split not in ("dev", "test"):
         raise ParamsError(f"{path}: eval.split must be dev or test, got {cfg.eval.split!r}")
+    if cfg.verifier.crossfit_weight < 0:
+        raise ParamsError(f"{path}: verifier.crossfit_weight must be >= 0, got {cfg.verifier.crossfit_weight}")
     for role in ("proposer", "verifier", "strong"):
         rc = getattr(cfg, role)
         n = rc.num_processes
