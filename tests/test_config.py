@@ -61,3 +61,9 @@ def test_num_processes_must_keep_the_global_batch(tmp_path):
         load_params(write(tmp_path, "verifier:\n  num_processes: 0\n"))
     cfg = load_params(write(tmp_path, "proposer:\n  num_processes: 2\n  per_device_train_batch_size: 16\n"))
     assert cfg.proposer.num_processes == 2
+
+
+def test_negative_crossfit_weight_is_rejected(tmp_path):
+    with pytest.raises(ParamsError, match=r"verifier.crossfit_weight must be >= 0"):
+        load_params(write(tmp_path, "verifier:\n  crossfit_weight: -1\n"))
+    assert load_params(write(tmp_path, "verifier:\n  crossfit_weight: 5\n")).verifier.crossfit_weight == 5
