@@ -100,8 +100,11 @@ def test_crossfit_predicts_each_row_from_a_model_that_never_saw_its_trajectory(r
     for r, f in zip(RECS, folds):
         by_traj.setdefault(r["meta"]["trajectory_id"], set()).add(f)
     assert all(len(s) == 1 for s in by_traj.values()) and set(folds) == {0, 1}
-    rows = crossfit(RECS[:12], _cfg(max_steps=3), PROMPT, 2, tmp_path / "proposer", 0, run_dir, max_new_tokens=4, quiet=True)
+    rows = crossfit(RECS[:12], _cfg(max_steps=5, crossfit_max_steps=2), PROMPT, 2, tmp_path / "proposer", 0, run_dir,
+                    max_new_tokens=4, quiet=True)
     assert [r["id"] for r in rows] == [r["id"] for r in RECS[:12]]
+    for f in (0, 1):  # fold models train crossfit_max_steps, not the proposer's max_steps
+        assert json.loads((tmp_path / "proposer" / "crossfit" / f"fold{f}" / "metrics.json").read_text())["steps"] == 2
     assert all(len(r["logp"]) == 9 and set(r) >= {"id", "label", "call", "logp"} for r in rows)
     assert len((tmp_path / "proposer" / "crossfit.jsonl").read_text().splitlines()) == 12
     with pytest.raises(ValueError, match="2 <= k"):
