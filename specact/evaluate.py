@@ -47,11 +47,9 @@ def load_study(run_dir: str | Path) -> StudyConfig:
 def load_roles(run_dir: str | Path, strong_spec: ModelSpec | None, seed: int = 0, device=None) -> dict:
     """``{role: (model, tokenizer, info)}`` for cheap, strong, verifier and (if a spec is given) strong_frozen."""
     from specact.models import load_model, load_tokenizer, model_stats
-    from specact.train import load_trained
-    from specact.verifier import load_calibration
-
     from specact.prompts import load_prompt_cache
-    from specact.train import prompt_cache_path
+    from specact.train import load_trained, prompt_cache_path
+    from specact.verifier import load_calibration
 
     run_dir = Path(run_dir)
     roles = {}

@@ -41,6 +41,11 @@ def is_main() -> bool:
     return world()[0] == 0
 
 
+def global_batch(cfg, n: int) -> int:
+    """Examples per optimizer step across ``n`` processes."""
+    return cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * n
+
+
 def split_batch(cfg, n: int):
     """``cfg`` with gradient accumulation (first) or the per-device batch divided by ``n``, so the
     global batch per optimizer step is unchanged; an error if neither divides."""

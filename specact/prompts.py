@@ -161,6 +161,12 @@ def _apply(tokenizer, messages: list[dict], tools: list[dict]) -> str:
 _CACHE: "OrderedDict[tuple, str]" = OrderedDict()
 _CACHE_SIZE = 20000  # prompts of one run's dev/test + a training stage; ~1-4 KB each
 UNLIMITED = 10**9  # a max_prompt_tokens meaning "no budget" (the BPE corpus renders whole trajectories)
+_LOADED: dict[str, tuple[int, int]] = {}  # cache file -> (mtime_ns, size) when this process last read it
+
+
+def _evict() -> None:
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -207,18 +213,23 @@ def save_prompt_cache(path, tokenizer=None) -> int:
 
 
 def load_prompt_cache(path) -> int:
-    """Add the prompts saved by :func:`save_prompt_cache` to the memo (a missing file adds none)."""
+    """Add the prompts saved by :func:`save_prompt_cache` to the memo; returns how many were read
+    (0 for a missing file, or one this process already read and nobody rewrote since: every
+    training call of a stage asks for the run's cache, and a GPU profile's is tens of MB)."""
     import pickle
     from pathlib import Path
 
     path = Path(path)
     if not path.is_file():
         return 0
+    st = path.stat()
+    if _LOADED.get(str(path)) == (st.st_mtime_ns, st.st_size):
+        return 0
     entries = pickle.loads(path.read_bytes())
+    _LOADED[str(path)] = (st.st_mtime_ns, st.st_size)
     for k, v in entries.items():
         _CACHE.setdefault(k, v)
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    _evict()
     return len(entries)
 
 
@@ -235,8 +246,7 @@ def render_prompt(tokenizer, record: dict, cfg: PromptConfig | None = None) -> s
         return _CACHE[key]
     text = _render(tokenizer, record, cfg)
     _CACHE[key] = text
-    if len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    _evict()
     return text
 
 

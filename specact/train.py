@@ -238,7 +238,7 @@ def _train_sft(records_train, cfg: TrainConfig, prompt_cfg, out_dir: Path, seed:
         "train_loss": out.training_loss, "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
         "train_seconds": wall, "train_tokens": tokens, "tokens_per_second": tokens / wall if wall > 0 else None,
         "lora": cfg.lora, "device": str(dev), "bf16": args.bf16, "num_processes": world,
-        "global_batch": cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world,
+        "global_batch": launch.global_batch(cfg, world),
     }
     model = trainer.model.eval()
     return model, tok, metrics, trainer

@@ -105,7 +105,7 @@ def train_verifier(pairs_train, pairs_dev, cfg: VerifierConfig, prompt_cfg: Prom
     world = launch.world()[1]
     cfg = launch.split_batch(cfg, world)  # the same global batch on 1 or N processes
     n_pairs = len(y)
-    need = cfg.max_steps * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
+    need = cfg.max_steps * launch.global_batch(cfg, world)
     if cfg.max_steps and n_pairs > need:
         # max_steps reaches only `need` pairs: tokenize a seeded sample of that many, not all of them
         # (the trainer would draw a random `need` from the shuffled set anyway; 2/3 of the CPU stage's
@@ -141,7 +141,7 @@ def train_verifier(pairs_train, pairs_dev, cfg: VerifierConfig, prompt_cfg: Prom
                "train_loss": res.training_loss, "first_loss": losses[0] if losses else None,
                "final_loss": losses[-1] if losses else None, "train_seconds": wall, "train_tokens": tokens,
                "tokens_per_second": tokens / wall if wall > 0 else None, "method": cfg.method, "lora": cfg.lora,
-               "num_processes": world, "global_batch": cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world}
+               "num_processes": world, "global_batch": launch.global_batch(cfg, world)}
     calibration = {"method": "none"}
     if pairs_dev is not None and len(pairs_dev):
         drecs, dprops, dy = parse_pairs(pairs_dev)

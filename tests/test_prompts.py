@@ -129,6 +129,7 @@ def test_prompt_cache_persists_across_processes(tmp_path, monkeypatch):
     assert P.save_prompt_cache(tmp_path / "p.pkl", byte_tokenizer()) >= len(recs)
     P._CACHE.clear()
     assert P.load_prompt_cache(tmp_path / "p.pkl") >= len(recs)
+    assert P.load_prompt_cache(tmp_path / "p.pkl") == 0  # unchanged since this process read it: not read again
     monkeypatch.setattr(P, "_render", lambda *a: (_ for _ in ()).throw(AssertionError("rendered again")))
     assert [render_prompt(byte_tokenizer(), r, cfg) for r in recs] == texts
     with pytest.raises(AssertionError, match="rendered again"):
