@@ -5,8 +5,8 @@ the prompts of a batch are left-padded and prefilled once with a KV cache, then 
 label continuations run in one more forward, packed as a tree that shares the cache (a 4-D mask
 lets each branch see the prompt and its own earlier tokens). Repeating the cache 9x
 (``DynamicCache.batch_repeat_interleave``) would be simpler but copies it 9x: on CPU that copy
-cost more than the prefill. Explicit ``position_ids`` make left padding invisible, so a record
-scores the same alone or in any batch (``tests/test_scoring.py`` checks both against a naive
+cost more than the prefill. Prompts are right-padded (causality hides the pads from real
+tokens, so the prefill needs no mask), so a record scores the same alone or in any batch (``tests/test_scoring.py`` checks both against a naive
 full forward).
 """
 
@@ -67,13 +67,14 @@ def _cache_kwarg(model) -> str:
     return "cache" if "cache" in inspect.signature(fwd).parameters else "past_key_values"
 
 
-def _left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def _pad(seqs: list[list[int]], pad_id: int, device, side: str = "left") -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-        mask[i, width - len(s):] = 1
+        cols = slice(0, len(s)) if side == "right" else slice(width - len(s), width)
+        ids[i, cols] = torch.tensor(s, dtype=torch.long)
+        mask[i, cols] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -103,10 +104,12 @@ def _tree(conts, device, dtype):
 def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int = 16, quiet: bool = False) -> np.ndarray:
     """log p(label continuation | prompt) for pre-tokenized prompts -> float64 array [n, 9].
 
-    Two forwards per batch: the left-padded prompts with a KV cache (standard causal kernels),
-    then the nine continuations packed as one tree-shaped sequence (``_tree``) that attends to
-    the cache through an explicit 4-D additive mask -- no 9x copy of the cache, ~one prefill of
-    cost. Needs an attention kernel that takes 4-D masks (eager / sdpa, transformers' defaults).
+    Two forwards per batch: the right-padded prompts with a KV cache and *no* mask -- causal
+    attention alone keeps each real token from the pads after it, so SDPA runs its mask-free
+    flash kernel -- then the nine continuations packed as one tree-shaped sequence (``_tree``)
+    that attends to the cache's real positions through an explicit 4-D additive mask: no 9x copy
+    of the cache, ~one prefill of cost. Needs an attention kernel that takes 4-D masks (eager /
+    sdpa, transformers' defaults).
     """
     impl = getattr(model.config, "_attn_implementation", "sdpa") or "sdpa"
     if impl not in ("eager", "sdpa"):
@@ -127,11 +130,15 @@ def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     for s in _batches(len(order), batch_size, "score labels", quiet):
         idx = order[s: s + batch_size]
-        ids, mask = _left_pad([prompts[i] for i in idx], pad, dev)
+        ids, mask = _pad([prompts[i] for i in idx], pad, dev, side="right")
         b, n_c = ids.shape[0], t_ids.shape[0]
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        pre = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-        head = torch.log_softmax(pre.logits[:, -1].float(), -1)[:, first_tok]  # [b, 9]: each label's first token
+        # Right padding, no mask: a padding mask would send SDPA to a slower masked kernel (and
+        # per-shape set-up work); pads only ever follow the real tokens, which causality hides.
+        last = torch.tensor([len(prompts[i]) - 1 for i in idx], device=dev)
+        keep, col = torch.unique(last, return_inverse=True)  # logits only where some row ends
+        pre = model(input_ids=ids, use_cache=True, logits_to_keep=keep)
+        row_logits = pre.logits[torch.arange(b, device=dev), col]
+        head = torch.log_softmax(row_logits.float(), -1)[:, first_tok]  # [b, 9]: each label's first token
         cache = pre.cache if getattr(pre, "cache", None) is not None else pre.past_key_values
         prompt_bias = torch.zeros(mask.shape, dtype=dtype, device=dev).masked_fill(mask == 0, neg)
         bias = torch.cat([prompt_bias[:, None, None, :].expand(b, 1, n_c, -1), t_bias.expand(b, 1, n_c, n_c)], dim=-1)
@@ -179,7 +186,7 @@ def generate_calls(model, tokenizer, records: list[dict], labels: list[str], pro
     stop = tokenizer.eos_token_id  # the completion format ends with eos (trl appends it in training)
     for s in _batches(len(todo), batch_size, "generate calls", quiet):
         idx = todo[s: s + batch_size]
-        ids, mask = _left_pad([seqs[i] for i in idx], pad, dev)
+        ids, mask = _pad([seqs[i] for i in idx], pad, dev)
         gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                              eos_token_id=stop, pad_token_id=pad)
         new = gen[:, ids.shape[1]:].cpu().tolist()
@@ -243,7 +250,7 @@ def verifier_scores(model, tokenizer, records: list[dict], proposals: list[tuple
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     for s in _batches(len(order), batch_size, "verifier", quiet):
         idx = order[s: s + batch_size]
-        ids, mask = _left_pad([seqs[i] for i in idx], pad, dev)
+        ids, mask = _pad([seqs[i] for i in idx], pad, dev)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
         raw[idx] = logits[:, 0].float().cpu().numpy()

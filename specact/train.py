@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from specact import launch
+from specact import launch, packing
 from specact.actions import LABELS
 from specact.config import ModelSpec, TrainConfig
 from specact.models import load_model, load_tokenizer, model_stats, pick_device
@@ -77,7 +77,8 @@ def common_args(cfg, out_dir: Path, seed: int, device: torch.device, quiet: bool
         logging_steps=cfg.logging_steps, logging_first_step=True, report_to="none", disable_tqdm=quiet,
         save_strategy="steps" if getattr(cfg, "save_steps", 0) else "no", save_steps=getattr(cfg, "save_steps", 0) or 500,
         save_total_limit=1, dataloader_num_workers=0,  # workers cost more than they save on 2 cores
-        include_num_input_tokens_seen="non_padding", **_precision(device), **_version_args(cfg.warmup_ratio),
+        # Padding-free rows hold no padding, and a pad id equal to eos would miss each example's eos.
+        include_num_input_tokens_seen="all" if getattr(cfg, "padding_free", False) else "non_padding", **_precision(device), **_version_args(cfg.warmup_ratio),
         **_sampling_args(getattr(cfg, "group_by_length", False)),
     )
 
@@ -161,8 +162,8 @@ def _completion_trainer_cls():
             # would skip DDP's forward and leave the gradients unsynchronised across processes.
             # logits_to_keep=1 makes the full head cost one position; hidden_states[-1] is the
             # final-normed last hidden state.
-            out = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False,
-                        logits_to_keep=1, output_hidden_states=True)
+            # Padding-free batches bring position_ids and the example boundaries (specact.packing).
+            out = model(**packing.model_inputs(inputs), use_cache=False, logits_to_keep=1, output_hidden_states=True)
             hidden = out.hidden_states[-1]
             target = inputs["labels"][:, 1:]
             keep = target != -100
@@ -223,11 +224,14 @@ def _train_sft(records_train, cfg: TrainConfig, prompt_cfg, out_dir: Path, seed:
         raise ValueError(f"no training example fits max_length={cfg.max_length} (all {dropped} dropped); raise train.max_length or lower prompt.max_prompt_tokens")
     peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules="all-linear", task_type="CAUSAL_LM") if cfg.lora else None
+    # Padding-free: trl flattens each micro-batch (over-long examples are already dropped, so no max_length).
     args = one_gpu_per_process(SFTConfig(**common_args(cfg, out_dir, seed, dev, quiet), completion_only_loss=True,
-                                         max_length=cfg.max_length, packing=False))
+                                         max_length=None if cfg.padding_free else cfg.max_length, packing=False,
+                                         padding_free=cfg.padding_free))
     trainer = _completion_trainer_cls()(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_cfg)
     t0 = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
+    with packing.training_attention(trainer.model, cfg.padding_free):  # scoring after it needs the usual kernel
+        out = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
     wall = time.perf_counter() - t0
     if launch.is_main():
         write_logs(out_dir, trainer.state.log_history)
@@ -237,7 +241,7 @@ def _train_sft(records_train, cfg: TrainConfig, prompt_cfg, out_dir: Path, seed:
         "n_train": len(ds), "n_dropped_overlong": dropped, "steps": trainer.state.global_step,
         "train_loss": out.training_loss, "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
         "train_seconds": wall, "train_tokens": tokens, "tokens_per_second": tokens / wall if wall > 0 else None,
-        "lora": cfg.lora, "device": str(dev), "bf16": args.bf16, "num_processes": world,
+        "lora": cfg.lora, "device": str(dev), "bf16": args.bf16, "num_processes": world, "padding_free": cfg.padding_free,
         "global_batch": launch.global_batch(cfg, world),
     }
     model = trainer.model.eval()

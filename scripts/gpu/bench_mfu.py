@@ -1,11 +1,15 @@
 """Training throughput and model FLOPs utilisation (MFU) of a role, per batching setting (not a test).
 
     python scripts/gpu/bench_mfu.py --model .weights/smollm2-135m-instruct --steps 30 \
-        --variants lora:random:16 lora:grouped:16 full:grouped:16
+        --variants lora:grouped:16 lora:flat:16 full:flat:16 full:flat:16:liger
 
 Trains through the study's own path (``specact.train._train_sft``: trl SFTTrainer, completion-only
 loss) on the real training prompts of the ``gpu`` profile, one run per variant
-``<lora|full>:<random|grouped>:<per-device batch>``. Steady-state rate: a callback times every
+``<lora|full>:<random|grouped|flat>:<per-device batch>[:flag...]``. ``flat`` is the padding-free
+path (``TrainConfig.padding_free``: one row per micro-batch, torch's varlen flash attention).
+Flags: ``nodrop`` (LoRA dropout 0: no dropout kernels), ``liger`` (liger-kernel's fused Triton
+RMSNorm / rotary / SwiGLU patched into transformers' Llama classes -- a class-level patch, so
+list liger variants last), ``prof`` (a torch.profiler table of steps 6-8). Steady-state rate: a callback times every
 step (CUDA synchronised) and the rate comes from the second half of the steps, leaving out
 start-up, autotuning and any outlier step (over 3x the median).
 
@@ -106,7 +110,7 @@ def flops_per_token(model_cfg, n_nonemb: int, n_lora: int, lens: np.ndarray, com
     return {"linear": linear, "attention": attn, "head": head, "total": linear + attn + head}
 
 
-def run_variant(train, spec, lora, grouped, batch, steps, pcfg, max_length, rate, tmp, profile=False):
+def run_variant(train, spec, lora, order, batch, flags, steps, pcfg, max_length, rate, tmp, profile=False):
     from specact.train import _train_sft, tokenize_sft
 
     clock = StepClock(profile)
@@ -119,8 +123,13 @@ def run_variant(train, spec, lora, grouped, batch, steps, pcfg, max_length, rate
         self.add_callback(clock)
 
     transformers.Trainer.__init__ = init
+    if "liger" in flags:
+        from liger_kernel.transformers import apply_liger_kernel_to_llama
+
+        apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, cross_entropy=False, fused_linear_cross_entropy=False)
     cfg = TrainConfig(model=spec, lora=lora, max_steps=steps, per_device_train_batch_size=batch, max_length=max_length,
-                      logging_steps=steps, learning_rate=1e-4, group_by_length=grouped)
+                      logging_steps=steps, learning_rate=1e-4, group_by_length=order == "grouped",
+                      padding_free=order == "flat", lora_dropout=0.0 if "nodrop" in flags else TrainConfig.lora_dropout)
     if CUDA:
         torch.cuda.reset_peak_memory_stats()
     try:
@@ -140,7 +149,7 @@ def run_variant(train, spec, lora, grouped, batch, steps, pcfg, max_length, rate
     med = float(np.median([x for x, _ in d]))
     kept = [(x, k) for x, k in d if x <= 3 * med]
     tps = sum(k for _, k in kept) / sum(x for x, _ in kept)
-    emit(what="train", lora=lora, grouped=grouped, batch=batch, steps=len(clock.marks), s_per_step=med,
+    emit(what="train", lora=lora, order=order, flags=flags, batch=batch, steps=len(clock.marks), s_per_step=med,
          steps_timed=len(kept),
          tokens_per_s=tps, mean_len=lens.mean(), flops_per_token=fpt, model_tflops=tps * fpt["total"] / 1e12,
          mfu=tps * fpt["total"] / rate, mfu_6n=tps * 6 * n_all / rate, peak_gib=torch.cuda.max_memory_allocated() / 2**30 if CUDA else None,
@@ -159,7 +168,7 @@ def main(argv=None):
     ap.add_argument("--profile", action="store_true", help="print torch.profiler tables of steps 6-8 of each variant")
     ap.add_argument("--dtype", default="bfloat16", help="model dtype of the spec (float32 for a CPU smoke run)")
     ap.add_argument("--examples", type=int, default=1200, help="training examples tokenized (a spread sample)")
-    ap.add_argument("--variants", nargs="+", default=["lora:random:16", "lora:grouped:16", "full:grouped:16"])
+    ap.add_argument("--variants", nargs="+", default=["lora:grouped:16", "lora:flat:16", "full:grouped:16", "full:flat:16"])
     args = ap.parse_args(argv)
 
     from specact.data.build import build_records
@@ -171,11 +180,11 @@ def main(argv=None):
     emit(what="device", name=torch.cuda.get_device_name() if CUDA else "cpu", torch=torch.__version__, bf16_matmul_tflops=rate / 1e12)
     spec = ModelSpec(name=args.model, num_layers=args.num_layers, dtype=args.dtype)
     for v in args.variants:
-        kind, order, batch = v.split(":")
+        kind, order, batch, *flags = v.split(":")
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                run_variant(train, spec, kind == "lora", order == "grouped", int(batch), args.steps, pcfg,
-                            args.max_prompt_tokens + 128, rate, tmp, args.profile)
+                run_variant(train, spec, kind == "lora", order, int(batch), flags, args.steps, pcfg,
+                            args.max_prompt_tokens + 128, rate, tmp, args.profile or "prof" in flags)
             except Exception as e:  # noqa: BLE001 - report and go on with the other variants
                 emit(what="train", variant=v, error=f"{type(e).__name__}: {str(e)[:400]}")
                 if CUDA:

@@ -135,7 +135,7 @@ if [[ "$MODE" == bench ]]; then
       profile)  CUDA_VISIBLE_DEVICES=0 bench profile_attention "$PY" scripts/gpu/profile_attention.py --model "$MODEL_DIR" ;;
       scoring)  CUDA_VISIBLE_DEVICES=0 bench bench_scoring "$PY" benchmarks/bench_scoring.py --device cuda \
                   --model-spec "{\"name\": \"$MODEL_DIR\"}" --max-prompt-tokens 3072 --n 512 --n-generate 16 \
-                  --batch-size ${SCORE_BATCHES:-32 64 128} ;;
+                  --batch-size ${SCORE_BATCHES:-32 64 128} ${SCORE_ARGS:-} ;;
       # shellcheck disable=SC2086
       mfu)      CUDA_VISIBLE_DEVICES=0 bench bench_mfu "$PY" scripts/gpu/bench_mfu.py --model "$MODEL_DIR" \
                   --steps "${MFU_STEPS:-20}" --examples 640 ${MFU_ARGS:-} \
