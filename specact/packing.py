@@ -32,7 +32,6 @@ def _repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x if groups == 1 else x.repeat_interleave(groups, dim=1)
 
 
-@torch.compiler.disable
 def _cuda_varlen(q, k, v, cu, max_len, scale):
     """q/k/v: [T, heads, dim] in fp16/bf16 -> [T, heads, dim]; causal within each [cu[i], cu[i+1])."""
     from torch.nn.attention.varlen import varlen_attn
@@ -48,6 +47,7 @@ def _cuda_varlen(q, k, v, cu, max_len, scale):
     return varlen_attn(q, k, v, cu, cu, max_len, max_len, **kw)
 
 
+@torch.compiler.disable  # under torch.compile: a graph break, not a recompile per batch's max length
 def varlen_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
     """transformers attention function: query [1, H, T, D], key/value [1, Hkv, T, D] -> ([1, T, H, D], None).
 
