@@ -79,7 +79,7 @@ def common_args(cfg, out_dir: Path, seed: int, device: torch.device, quiet: bool
         save_total_limit=1, dataloader_num_workers=0,  # workers cost more than they save on 2 cores
         # Padding-free rows hold no padding, and a pad id equal to eos would miss each example's eos.
         include_num_input_tokens_seen="all" if getattr(cfg, "padding_free", False) else "non_padding", **_precision(device), **_version_args(cfg.warmup_ratio),
-        **_sampling_args(getattr(cfg, "group_by_length", False)),
+        **_sampling_args(getattr(cfg, "group_by_length", False)), torch_compile=getattr(cfg, "torch_compile", False),
     )
 
 
@@ -215,6 +215,8 @@ def _train_sft(records_train, cfg: TrainConfig, prompt_cfg, out_dir: Path, seed:
     dev = pick_device(device)
     world = launch.world()[1]
     cfg = launch.split_batch(cfg, world)  # the same global batch on 1 or N processes
+    if cfg.torch_compile:  # as benchmarked: room for the re-traces that dynamic lengths and graph breaks cause
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     tok = tok or role_tokenizer(cfg.model, run_dir, records_train, prompt_cfg, train_texts)
     # Full FT keeps fp32 master weights (bf16 autocast on GPU); LoRA freezes the base, bf16 is fine.
     dtype = None if cfg.lora else torch.float32

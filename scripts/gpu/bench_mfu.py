@@ -9,7 +9,7 @@ loss) on the real training prompts of the ``gpu`` profile, one run per variant
 path (``TrainConfig.padding_free``: one row per micro-batch, torch's varlen flash attention).
 Flags: ``nodrop`` (LoRA dropout 0: no dropout kernels), ``liger`` (liger-kernel's fused Triton
 RMSNorm / rotary / SwiGLU patched into transformers' Llama classes -- a class-level patch, so
-list liger variants last), ``compile`` (``TrainingArguments(torch_compile=True)``), ``prof`` (a
+list liger variants last), ``compile`` (``TrainConfig.torch_compile``), ``prof`` (a
 torch.profiler table of steps 6-8). Steady-state rate: a callback times every
 step (CUDA synchronised) and the rate comes from the second half of the steps, leaving out
 start-up, autotuning and any outlier step (over 3x the median).
@@ -128,22 +128,15 @@ def run_variant(train, spec, lora, order, batch, flags, steps, pcfg, max_length,
         from liger_kernel.transformers import apply_liger_kernel_to_llama
 
         apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, cross_entropy=False, fused_linear_cross_entropy=False)
-    import specact.train as st
-
-    common = st.common_args
-    if "compile" in flags:  # TrainingArguments(torch_compile=True): torch.compile of the model, default mode
-        torch._dynamo.config.cache_size_limit = 64
-        st.common_args = lambda *a, **k: {**common(*a, **k), "torch_compile": True}
     cfg = TrainConfig(model=spec, lora=lora, max_steps=steps, per_device_train_batch_size=batch, max_length=max_length,
                       logging_steps=steps, learning_rate=1e-4, group_by_length=order == "grouped",
-                      padding_free=order == "flat", lora_dropout=0.0 if "nodrop" in flags else TrainConfig.lora_dropout)
+                      padding_free=order == "flat", torch_compile="compile" in flags, lora_dropout=0.0 if "nodrop" in flags else TrainConfig.lora_dropout)
     if CUDA:
         torch.cuda.reset_peak_memory_stats()
     try:
         model, tok, metrics, trainer = _train_sft(train, cfg, pcfg, Path(tmp), 0, None, True)
     finally:
         transformers.Trainer.__init__ = orig
-        st.common_args = common
     ds, _ = tokenize_sft(tok, train, pcfg, max_length)  # the examples trained on (prompts are memoised)
     lens = np.array([len(x) for x in ds["input_ids"]])
     comp = np.array([sum(m) for m in ds["completion_mask"]])

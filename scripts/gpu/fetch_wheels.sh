@@ -49,8 +49,6 @@ PKGS=(
   ipython==9.18.1 ipython-pygments-lexers==1.1.1 jedi==0.20.1 parso==0.8.7
   prompt-toolkit==3.0.53 wcwidth==0.9.4 pexpect==4.9.0 ptyprocess==0.7.0
   stack-data==0.6.3 asttokens==3.0.2 executing==2.3.0 pure-eval==0.2.4
-  # scripts/gpu/bench_mfu.py's `liger` variants only (fused Triton kernels; the image's torch brings triton)
-  liger-kernel==0.8.5
 )
 # bfcl-eval: only its data files and multi-turn tool environments are used; its declared
 # dependencies (vLLM clients, SDKs, faiss, ...) are not needed and would pin numpy 1.26.

@@ -25,6 +25,9 @@
 #   DEADLINE_S=0                wall seconds this script may take in all (0: no limit); the study
 #                               is stopped RESERVE_S before it so that results are still packaged
 #   RESERVE_S=40  BENCH=1  BENCH_MIN_S=90   benchmarks run only if BENCH_MIN_S are left
+#   `bench` mode: BENCHES="scaleout profile scoring mfu" (which, in order), MFU_VARIANTS / MFU_STEPS /
+#   MFU_ARGS (scripts/gpu/bench_mfu.py), SCORE_BATCHES / SCORE_ARGS (benchmarks/bench_scoring.py),
+#   SCALEOUT_STEPS
 set -uo pipefail
 MODE=${1:-run}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -139,7 +142,7 @@ if [[ "$MODE" == bench ]]; then
       # shellcheck disable=SC2086
       mfu)      CUDA_VISIBLE_DEVICES=0 bench bench_mfu "$PY" scripts/gpu/bench_mfu.py --model "$MODEL_DIR" \
                   --steps "${MFU_STEPS:-20}" --examples 640 ${MFU_ARGS:-} \
-                  --variants ${MFU_VARIANTS:-lora:random:16 lora:grouped:16 full:grouped:16 full:grouped:32} ;;
+                  --variants ${MFU_VARIANTS:-lora:grouped:16 lora:flat:16 full:flat:16 full:flat:32:compile} ;;
     esac
   done
   say "bench done"; exit 0
