@@ -98,7 +98,7 @@ def score_left_padded(model, tok, prompts, batch_size):
         bias = torch.zeros(mask.shape, dtype=dtype, device=dev).masked_fill(mask == 0, torch.finfo(dtype).min)
         bias = torch.cat([bias[:, None, None, :].expand(b, 1, n_c, -1), t_bias.expand(b, 1, n_c, n_c)], dim=-1)
         nxt = model(input_ids=t_ids.expand(b, -1), attention_mask=bias, position_ids=mask.sum(-1, keepdim=True) + t_off[None],
-                    use_cache=True, **{_cache_kwarg(model): pre.past_key_values})
+                    use_cache=True, **{_cache_kwarg(model): pre.cache if getattr(pre, "cache", None) is not None else pre.past_key_values})
         lp = torch.log_softmax(nxt.logits.float(), -1).gather(-1, t_tgt.expand(b, -1)[..., None]).squeeze(-1)
         out.append(head + torch.zeros(b, len(conts), device=dev).index_add_(1, t_lab, lp))
     return torch.cat(out).cpu()

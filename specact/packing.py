@@ -20,6 +20,7 @@ gradients equal the padded ones.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 
 import torch
@@ -32,17 +33,26 @@ def _repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x if groups == 1 else x.repeat_interleave(groups, dim=1)
 
 
+@functools.lru_cache(maxsize=1)
+def _varlen_api() -> tuple[dict, bool]:
+    """(causal keyword, takes grouped-query k/v) for this torch's ``varlen_attn``: the API moved
+    between releases (torch 2.11: ``window_size`` only; earlier ``is_causal``; later ``enable_gqa``)."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    params = inspect.signature(varlen_attn).parameters
+    causal = {"is_causal": True} if "is_causal" in params else {"window_size": (-1, 0)}
+    return causal, "enable_gqa" in params
+
+
 def _cuda_varlen(q, k, v, cu, max_len, scale):
     """q/k/v: [T, heads, dim] in fp16/bf16 -> [T, heads, dim]; causal within each [cu[i], cu[i+1])."""
     from torch.nn.attention.varlen import varlen_attn
 
-    params = inspect.signature(varlen_attn).parameters
-    kw = {"scale": scale}
-    # The causal flag moved: `is_causal` (torch 2.9-2.11) became `window_size=(-1, 0)` later.
-    kw.update({"is_causal": True} if "is_causal" in params else {"window_size": (-1, 0)})
-    if "enable_gqa" in params:
+    causal, gqa = _varlen_api()
+    kw = dict(causal, scale=scale)
+    if gqa:
         kw["enable_gqa"] = True
-    else:  # older signatures: give keys/values as many heads as queries (safe on every kernel)
+    else:  # give keys/values as many heads as queries (safe on every kernel)
         k, v = (_repeat_kv(x, q.shape[1] // k.shape[1]) for x in (k, v))
     return varlen_attn(q, k, v, cu, cu, max_len, max_len, **kw)
 

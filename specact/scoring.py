@@ -135,7 +135,8 @@ def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int
         # Right padding, no mask: a padding mask would send SDPA to a slower masked kernel (and
         # per-shape set-up work); pads only ever follow the real tokens, which causality hides.
         last = torch.tensor([len(prompts[i]) - 1 for i in idx], device=dev)
-        keep, col = torch.unique(last, return_inverse=True)  # logits only where some row ends
+        # Logits only at the positions where some row ends ([b, <=b, vocab]; sorted lengths repeat).
+        keep, col = torch.unique(last, return_inverse=True)
         pre = model(input_ids=ids, use_cache=True, logits_to_keep=keep)
         row_logits = pre.logits[torch.arange(b, device=dev), col]
         head = torch.log_softmax(row_logits.float(), -1)[:, first_tok]  # [b, 9]: each label's first token
