@@ -24,6 +24,13 @@ Model FLOPs per trained token, counted as the work this trainer must do (PaLM ap
 * vocabulary head: 6 x hidden x vocab on completion tokens only (the loss projects only those).
 
 The common ``6 x params`` convention is printed beside it.
+
+``--config`` measures a wider model of the same trainer with random weights (the paper-scale
+shapes cannot be downloaded here): e.g. Qwen3-1.7B's, with the SmolLM2 tokenizer,
+
+    python scripts/gpu/bench_mfu.py --tokenizer .weights/smollm2-tokenizer --config \
+        '{"hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28, "num_attention_heads": 16,
+          "num_key_value_heads": 8, "head_dim": 128, "tie_word_embeddings": true}' --variants lora:flat:8:nodrop:compile
 """
 
 from __future__ import annotations
@@ -163,7 +170,10 @@ def run_variant(train, spec, lora, order, batch, flags, steps, pcfg, max_length,
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="save_pretrained directory of the strong model")
+    ap.add_argument("--model", default="", help="save_pretrained directory of the strong model")
+    ap.add_argument("--config", default="", help="instead of --model: a from-config Qwen3 (JSON of Qwen3Config fields, random "
+                    "weights -- MFU does not depend on their values), e.g. Qwen3-1.7B's shape")
+    ap.add_argument("--tokenizer", default="", help="tokenizer directory for --config (default: --model)")
     ap.add_argument("--num-layers", type=int, default=0, help="keep the first k layers (the cheap roles)")
     ap.add_argument("--max-prompt-tokens", type=int, default=3072)
     ap.add_argument("--steps", type=int, default=30)
@@ -180,7 +190,10 @@ def main(argv=None):
     pcfg = PromptConfig(max_prompt_tokens=args.max_prompt_tokens, tool_schema="compact", max_message_chars=2000)
     rate = matmul_rate()
     emit(what="device", name=torch.cuda.get_device_name() if CUDA else "cpu", torch=torch.__version__, bf16_matmul_tflops=rate / 1e12)
-    spec = ModelSpec(name=args.model, num_layers=args.num_layers, dtype=args.dtype)
+    if bool(args.model) == bool(args.config):
+        ap.error("give exactly one of --model and --config")
+    spec = (ModelSpec(name=args.model, num_layers=args.num_layers, dtype=args.dtype) if args.model else
+            ModelSpec(config=json.loads(args.config), tokenizer=args.tokenizer, num_layers=args.num_layers, dtype=args.dtype))
     for v in args.variants:
         kind, order, batch, *flags = v.split(":")
         with tempfile.TemporaryDirectory() as tmp:
