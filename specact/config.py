@@ -73,7 +73,7 @@ class TrainConfig:
     group_by_length: bool = _help("Batch examples of similar length together (transformers' LengthGroupedSampler): less padding where prompt lengths vary widely (GPU profiles).", default=False)
     num_processes: int = _help("Data-parallel training processes (one per GPU), started with `accelerate launch` from the notebook (specact.launch); the global batch stays per_device_train_batch_size x gradient_accumulation_steps.", default=1)
     padding_free: bool = _help("Flatten each micro-batch into one row without padding (trl's padding-free collator); attention stays within each example through torch's variable-length flash attention (specact.packing). No compute on padding, no mask: the GPU profiles' setting.", default=False)
-    torch_compile: bool = _help("torch.compile the model for training (TrainingArguments.torch_compile). Pays a compile of ~20 s per training call on GPU, then (H100, padding-free) ~1.5x faster steps: for long runs.", default=False)
+    torch_compile: bool = _help("torch.compile the model for training (TrainingArguments.torch_compile). Pays 20-60 s of compiling per training call on GPU (first step plus one re-trace for varying lengths), then (H100, padding-free) ~1.5x faster steps: for long runs.", default=False)
     crossfit_folds: int = _help("Proposer only: K folds trained to predict their held-out fold, so the verifier sees the proposer's own mistakes (0 = none).", default=0)
     crossfit_max_steps: int = _help("Proposer only: optimizer steps of each cross-fit fold model (0 = max_steps).", default=0)
     crossfit_examples: int = _help("Proposer only: held-out points predicted per fold (0 = the whole fold); a seeded sample.", default=0)
