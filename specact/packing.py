@@ -66,6 +66,8 @@ def varlen_attention(module, query, key, value, attention_mask, dropout: float =
     """
     if attention_mask is not None:
         raise ValueError(f"{NAME} attention takes no mask: it is for padding-free batches (see specact.packing)")
+    if dropout:
+        raise ValueError(f"{NAME} attention has no attention dropout (the model's attention_dropout is {dropout})")
     if query.shape[0] != 1:
         raise ValueError(f"{NAME} attention expects one flattened row per micro-batch, got batch {query.shape[0]}")
     T = query.shape[2]

@@ -97,6 +97,8 @@ def test_varlen_attention_rejects_masks_and_batches():
     q = torch.zeros(1, 2, 4, 8)
     with pytest.raises(ValueError, match="no mask"):
         packing.varlen_attention(None, q, q, q, torch.ones(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="no attention dropout"):
+        packing.varlen_attention(None, q, q, q, None, dropout=0.1)
     with pytest.raises(ValueError, match="one flattened row"):
         packing.varlen_attention(None, q.expand(2, -1, -1, -1), q, q, None)
 
