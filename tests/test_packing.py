@@ -113,3 +113,31 @@ def test_padding_free_under_torch_compile_matches_eager(run_dir, tmp_path):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > graphs  # it really compiled
     assert compiled["first_loss"] == pytest.approx(eager["first_loss"], rel=1e-4)
     assert compiled["final_loss"] == pytest.approx(eager["final_loss"], rel=1e-2)
+
+
+def test_lora_padding_free_matches_padded_first_step(run_dir, tmp_path):
+    """The GPU profiles' strong role: LoRA on padding-free batches takes the same first step."""
+    base = dict(model=tiny_spec(), lora=True, lora_r=4, lora_alpha=8, learning_rate=2e-2, max_steps=3,
+                per_device_train_batch_size=4, logging_steps=1, warmup_ratio=0.0, max_length=512)
+    padded = _train_sft(RECS[:12], TrainConfig(**base), PROMPT, tmp_path / "p", 0, run_dir, True)[2]
+    flat = _train_sft(RECS[:12], TrainConfig(**base, padding_free=True), PROMPT, tmp_path / "f", 0, run_dir, True)[2]
+    assert flat["first_loss"] == pytest.approx(padded["first_loss"], rel=1e-4)
+    assert flat["final_loss"] == pytest.approx(padded["final_loss"], rel=2e-2)
+
+
+def test_padding_free_on_two_processes_matches_one(run_dir, tmp_path):
+    """Padding-free batches under `accelerate launch` (two gloo processes): each process flattens its
+    own half of the global batch; step 1's loss and gradient norm equal one process's."""
+    import json
+
+    from specact.train import train_sft
+
+    kw = dict(model=tiny_spec(), lora=False, learning_rate=5e-3, max_steps=4, per_device_train_batch_size=4,
+              logging_steps=1, warmup_ratio=0.0, max_length=512, padding_free=True)
+    one = train_sft(RECS[:16], RECS[16:], TrainConfig(**kw), PROMPT, tmp_path / "one", 0, run_dir, quiet=True)
+    two = train_sft(RECS[:16], RECS[16:], TrainConfig(**kw, num_processes=2), PROMPT, tmp_path / "two", 0, run_dir, quiet=True)
+    assert two["num_processes"] == 2 and two["padding_free"]
+    first = {k: next(e for e in json.loads((tmp_path / k / "log_history.json").read_text()) if "loss" in e) for k in ("one", "two")}
+    for key in ("loss", "grad_norm"):
+        assert first["two"][key] == pytest.approx(first["one"][key], rel=1e-4)
+    assert two["train_tokens"] == one["train_tokens"]  # every token of the global batch, counted across processes
