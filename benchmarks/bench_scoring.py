@@ -81,26 +81,21 @@ def nine_forwards(model, tok, prompts, batch_size):
 @torch.inference_mode()
 def score_left_padded(model, tok, prompts, batch_size):
     """The scorer before right padding (for a same-run comparison): left-padded prompts, a padding
-    mask and explicit positions in the prefill -- SDPA then runs its masked kernel."""
-    from specact.scoring import _cache_kwarg, _continuations, _pad, _tree
+    mask and explicit positions in the prefill -- SDPA then runs its masked kernel. The continuation
+    forward is the scorer's own."""
+    from specact.scoring import _cache_kwarg, _continuations, _pad, _tree, continuation_scores
 
     conts = _continuations(tok)
     dev, dtype = next(model.parameters()).device, next(model.parameters()).dtype
-    t_ids, t_off, t_tgt, t_lab, t_bias = _tree(conts, dev, dtype)
+    tree, cache_kw = _tree(conts, dev, dtype), _cache_kwarg(model)
     first_tok = torch.tensor([c[0] for c in conts], device=dev)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out = []
     for s in range(0, len(order), batch_size):
         ids, mask = _pad([prompts[i] for i in order[s: s + batch_size]], tok.pad_token_id, dev)
-        b, n_c = ids.shape[0], t_ids.shape[0]
         pre = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1)
         head = torch.log_softmax(pre.logits[:, -1].float(), -1)[:, first_tok]
-        bias = torch.zeros(mask.shape, dtype=dtype, device=dev).masked_fill(mask == 0, torch.finfo(dtype).min)
-        bias = torch.cat([bias[:, None, None, :].expand(b, 1, n_c, -1), t_bias.expand(b, 1, n_c, n_c)], dim=-1)
-        nxt = model(input_ids=t_ids.expand(b, -1), attention_mask=bias, position_ids=mask.sum(-1, keepdim=True) + t_off[None],
-                    use_cache=True, **{_cache_kwarg(model): pre.cache if getattr(pre, "cache", None) is not None else pre.past_key_values})
-        lp = torch.log_softmax(nxt.logits.float(), -1).gather(-1, t_tgt.expand(b, -1)[..., None]).squeeze(-1)
-        out.append(head + torch.zeros(b, len(conts), device=dev).index_add_(1, t_lab, lp))
+        out.append(head + continuation_scores(model, pre, mask, tree, cache_kw, len(conts)))
     return torch.cat(out).cpu()
 
 

@@ -1,13 +1,13 @@
 """Batched inference for every role: label scores, call generation, proposal sampling, verifier scores.
 
 The proposer's distribution over the nine action types costs **one prefill** per decision point:
-the prompts of a batch are left-padded and prefilled once with a KV cache, then the nine short
-label continuations run in one more forward, packed as a tree that shares the cache (a 4-D mask
-lets each branch see the prompt and its own earlier tokens). Repeating the cache 9x
+the prompts of a batch are right-padded and prefilled once with a KV cache and no mask
+(causality hides the pads from the real tokens before them), then the nine short label
+continuations run in one more forward, packed as a tree that shares the cache (a 4-D mask lets
+each branch see the prompt's real tokens and its own earlier tokens). Repeating the cache 9x
 (``DynamicCache.batch_repeat_interleave``) would be simpler but copies it 9x: on CPU that copy
-cost more than the prefill. Prompts are right-padded (causality hides the pads from real
-tokens, so the prefill needs no mask), so a record scores the same alone or in any batch (``tests/test_scoring.py`` checks both against a naive
-full forward).
+cost more than the prefill. A record scores the same alone or in any batch
+(``tests/test_scoring.py`` checks both against a naive full forward).
 """
 
 from __future__ import annotations
@@ -100,6 +100,20 @@ def _tree(conts, device, dtype):
     return [torch.tensor(x, device=device) for x in (ids, off, tgt, lab)] + [bias.to(device)]
 
 
+def continuation_scores(model, prefill, mask, tree, cache_kw: str, n_lab: int) -> torch.Tensor:
+    """[b, 9]: log p of each label's tokens after its first, in one forward of the ``_tree`` on the
+    prefill's cache; ``mask`` marks each row's real prompt tokens (either padding side)."""
+    t_ids, t_off, t_tgt, t_lab, t_bias = tree
+    b, n_c, dtype = mask.shape[0], t_ids.shape[0], t_bias.dtype
+    cache = prefill.cache if getattr(prefill, "cache", None) is not None else prefill.past_key_values
+    prompt_bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(mask == 0, torch.finfo(dtype).min)
+    bias = torch.cat([prompt_bias[:, None, None, :].expand(b, 1, n_c, -1), t_bias.expand(b, 1, n_c, n_c)], dim=-1)
+    c_pos = mask.sum(-1, keepdim=True) + t_off[None]  # continue right after each row's last real token
+    nxt = model(input_ids=t_ids.expand(b, -1), attention_mask=bias, position_ids=c_pos, use_cache=True, **{cache_kw: cache})
+    lp = torch.log_softmax(nxt.logits.float(), -1).gather(-1, t_tgt.expand(b, -1)[..., None]).squeeze(-1)  # [b, C]
+    return torch.zeros(b, n_lab, device=mask.device).index_add_(1, t_lab, lp)
+
+
 @torch.inference_mode()
 def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int = 16, quiet: bool = False) -> np.ndarray:
     """log p(label continuation | prompt) for pre-tokenized prompts -> float64 array [n, 9].
@@ -120,10 +134,9 @@ def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     dev = _device(model)
     dtype = next(model.parameters()).dtype
-    t_ids, t_off, t_tgt, t_lab, t_bias = _tree(conts, dev, dtype)
+    tree = _tree(conts, dev, dtype)
     first_tok = torch.tensor([c[0] for c in conts], device=dev)
     cache_kw = _cache_kwarg(model)
-    neg = torch.finfo(dtype).min
     out = np.zeros((len(prompts), n_lab))
     done = []
     # Sorting by length keeps padding (wasted prefill) small; results go back to input order.
@@ -131,24 +144,16 @@ def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int
     for s in _batches(len(order), batch_size, "score labels", quiet):
         idx = order[s: s + batch_size]
         ids, mask = _pad([prompts[i] for i in idx], pad, dev, side="right")
-        b, n_c = ids.shape[0], t_ids.shape[0]
+        b = ids.shape[0]
         # Right padding, no mask: a padding mask would send SDPA to a slower masked kernel (and
         # per-shape set-up work); pads only ever follow the real tokens, which causality hides.
-        last = torch.tensor([len(prompts[i]) - 1 for i in idx], device=dev)
         # Logits only at the positions where some row ends ([b, <=b, vocab]; sorted lengths repeat).
-        keep, col = torch.unique(last, return_inverse=True)
+        keep, col = torch.unique(mask.sum(-1) - 1, return_inverse=True)
         pre = model(input_ids=ids, use_cache=True, logits_to_keep=keep)
         row_logits = pre.logits[torch.arange(b, device=dev), col]
         head = torch.log_softmax(row_logits.float(), -1)[:, first_tok]  # [b, 9]: each label's first token
-        cache = pre.cache if getattr(pre, "cache", None) is not None else pre.past_key_values
-        prompt_bias = torch.zeros(mask.shape, dtype=dtype, device=dev).masked_fill(mask == 0, neg)
-        bias = torch.cat([prompt_bias[:, None, None, :].expand(b, 1, n_c, -1), t_bias.expand(b, 1, n_c, n_c)], dim=-1)
-        c_pos = mask.sum(-1, keepdim=True) + t_off[None]  # continue right after each row's last real token
-        nxt = model(input_ids=t_ids.expand(b, -1), attention_mask=bias, position_ids=c_pos, use_cache=True, **{cache_kw: cache})
-        lp = torch.log_softmax(nxt.logits.float(), -1).gather(-1, t_tgt.expand(b, -1)[..., None]).squeeze(-1)  # [b, C]
-        rest = torch.zeros(b, n_lab, device=dev).index_add_(1, t_lab, lp)
-        done.append((idx, head + rest))  # kept on the device: a copy per batch would sync each time
-        del pre, nxt, cache
+        done.append((idx, head + continuation_scores(model, pre, mask, tree, cache_kw, n_lab)))  # on the device: no sync per batch
+        del pre
     for idx, scores in done:
         out[idx] = scores.double().cpu().numpy()
     return out

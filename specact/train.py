@@ -41,13 +41,15 @@ def _precision(device: torch.device) -> dict:
     return {"bf16": bf16, "fp16": False, "use_cpu": device.type == "cpu"}
 
 
-def _version_args(warmup_ratio: float) -> dict:
-    """Argument names that moved in transformers 5: warmup ratio and activation checkpointing."""
-    import dataclasses
-
+def _training_arg_names() -> set[str]:
     from transformers import TrainingArguments
 
-    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return {f.name for f in dataclasses.fields(TrainingArguments)}
+
+
+def _version_args(warmup_ratio: float) -> dict:
+    """Argument names that moved in transformers 5: warmup ratio and activation checkpointing."""
+    names = _training_arg_names()
     # transformers 5 folded warmup_ratio into warmup_steps (a float in [0, 1) is a ratio).
     out = {"warmup_ratio": warmup_ratio} if "warmup_ratio" in names else {"warmup_steps": warmup_ratio}
     # trl's SFTConfig turns checkpointing on by default: ~20-30% slower steps small models don't need.
@@ -57,14 +59,9 @@ def _version_args(warmup_ratio: float) -> dict:
 
 def _sampling_args(group_by_length: bool) -> dict:
     """Length-grouped batches: ``train_sampling_strategy`` in newer transformers 5, ``group_by_length`` before."""
-    import dataclasses
-
-    from transformers import TrainingArguments
-
     if not group_by_length:
         return {}
-    names = {f.name for f in dataclasses.fields(TrainingArguments)}
-    return {"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in names else {"group_by_length": True}
+    return {"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in _training_arg_names() else {"group_by_length": True}
 
 
 def common_args(cfg, out_dir: Path, seed: int, device: torch.device, quiet: bool) -> dict:

@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from specact.config import DataConfig, ModelSpec, TrainConfig  # noqa: E402
 from specact.prompts import PromptConfig  # noqa: E402
+from benchmarks.bench_scoring import matmul_rate  # noqa: E402  (the same measurement the scoring floor uses)
 
 
 def emit(**kw):
@@ -61,20 +62,6 @@ CUDA = torch.cuda.is_available()
 def _sync():
     if CUDA:
         torch.cuda.synchronize()
-
-
-def matmul_rate(n: int = 8192, reps: int = 20) -> float:
-    """Dense matmul FLOP/s: bf16 8192^3 on a GPU (fp32 1024^3 on a CPU, for a smoke run only)."""
-    n, dtype = (n, torch.bfloat16) if CUDA else (1024, torch.float32)
-    a, b = (torch.randn(n, n, device="cuda" if CUDA else "cpu", dtype=dtype) for _ in range(2))
-    for _ in range(3):
-        a @ b
-    _sync()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    _sync()
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
 class StepClock:
@@ -188,7 +175,8 @@ def main(argv=None):
     recs = build_records(DataConfig(max_steps_per_trajectory=6), 0)["train"]
     train = recs[:: max(1, len(recs) // args.examples)][: args.examples]
     pcfg = PromptConfig(max_prompt_tokens=args.max_prompt_tokens, tool_schema="compact", max_message_chars=2000)
-    rate = matmul_rate()
+    # bf16 8192^3 products on a GPU; fp32 1024^3 on a CPU, for a smoke run only
+    rate = matmul_rate(torch.device("cuda" if CUDA else "cpu"), torch.bfloat16 if CUDA else torch.float32, 8192 if CUDA else 1024)
     emit(what="device", name=torch.cuda.get_device_name() if CUDA else "cpu", torch=torch.__version__, bf16_matmul_tflops=rate / 1e12)
     if bool(args.model) == bool(args.config):
         ap.error("give exactly one of --model and --config")
