@@ -23,3 +23,33 @@ def test_readme_accuracies_match_published_results(run, heading):
         r = by_config[config]
         cell = f"{100 * r['accuracy']:.1f}% [{100 * r['accuracy_lo']:.1f}, {100 * r['accuracy_hi']:.1f}]"
         assert cell in line, (run, config, cell, line)
+
+
+def _bench_rows(log: str) -> list[dict]:
+    path = REPO / "reports" / "published" / "2026-11-26-gpu-bench-h100" / log
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith('{"what": "train"') and "error" not in line]
+
+
+def _mfu(log: str, lora: bool, batch: int, flags: list[str]) -> str:
+    row = next(r for r in _bench_rows(log) if r["lora"] == lora and r["batch"] == batch and r["flags"] == flags)
+    return f"{100 * row['mfu']:.1f}%"
+
+
+def _ratio(log: str, pattern: str) -> str:
+    import re
+
+    text = (REPO / "reports" / "published" / "2026-11-26-gpu-bench-h100" / log).read_text()
+    return re.search(pattern, text).group(1)
+
+
+def test_readme_throughput_figures_match_published_logs():
+    """The README's GPU throughput sentence quotes the H100 benchmark logs it points to."""
+    section = README[README.index("Throughput against"):].split("\n\n")[0]
+    assert "reports/published/2026-11-26-gpu-bench-h100/" in section
+    assert f"MFU is {_mfu('bench_mfu_compile.log', True, 16, ['nodrop', 'compile'])} for the LoRA strong role" in section
+    assert f"{_mfu('bench_mfu_compile_b48_b64.log', False, 48, ['compile'])} fully fine-tuned" in section
+    lora, full = (_mfu("bench_mfu_qwen3_1p7b_shape.log", lora, 8, flags) for lora, flags in ((True, ["nodrop", "compile"]), (False, ["compile"])))
+    assert f"{lora.replace('.0%', '%')} MFU with LoRA, {full} fully fine-tuned" in section
+    assert f"{_ratio('bench_scoring_right_padding.log', r'([0-9]+)x the naive baseline')}× the naive baseline" in section
+    assert f"but {_ratio('bench_scoring_right_padding.log', r'scoring: ([0-9.]+)x the floor')[:3]}× the one-prefill" in section
+    assert f"and {_ratio('bench_scoring_qwen3_1p7b_shape.log', r'scoring: ([0-9.]+)x the floor')[:3]}× the floor" in section
