@@ -54,6 +54,21 @@ def _continuations(tokenizer) -> tuple[tuple[int, ...], ...]:
     return cached
 
 
+def compile_scorer(model, enabled: bool = True):
+    """Run the label scorer's two forwards through ``torch.compile(model, dynamic=True)``.
+
+    The compiled module is kept on the model (outside its submodules, so not in its state dict)
+    and used by :func:`score_prompt_ids` only; ``generate`` and training see the eager model.
+    Dynamic shapes: batch widths vary with prompt length, so one graph serves them all (plus the
+    continuation forward's, which takes a cache). What it buys, measured: BENCHMARKS.md.
+    """
+    if enabled:
+        model.__dict__["_specact_compiled"] = torch.compile(model, dynamic=True)
+    else:
+        model.__dict__.pop("_specact_compiled", None)
+    return model
+
+
 def _device(model) -> torch.device:
     return next(model.parameters()).device
 
@@ -137,6 +152,7 @@ def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int
     tree = _tree(conts, dev, dtype)
     first_tok = torch.tensor([c[0] for c in conts], device=dev)
     cache_kw = _cache_kwarg(model)
+    fwd = model.__dict__.get("_specact_compiled", model)  # compile_scorer
     out = np.zeros((len(prompts), n_lab))
     done = []
     # Sorting by length keeps padding (wasted prefill) small; results go back to input order.
@@ -149,10 +165,10 @@ def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int
         # per-shape set-up work); pads only ever follow the real tokens, which causality hides.
         # Logits only at the positions where some row ends ([b, <=b, vocab]; sorted lengths repeat).
         keep, col = torch.unique(mask.sum(-1) - 1, return_inverse=True)
-        pre = model(input_ids=ids, use_cache=True, logits_to_keep=keep)
+        pre = fwd(input_ids=ids, use_cache=True, logits_to_keep=keep)
         row_logits = pre.logits[torch.arange(b, device=dev), col]
         head = torch.log_softmax(row_logits.float(), -1)[:, first_tok]  # [b, 9]: each label's first token
-        done.append((idx, head + continuation_scores(model, pre, mask, tree, cache_kw, n_lab)))  # on the device: no sync per batch
+        done.append((idx, head + continuation_scores(fwd, pre, mask, tree, cache_kw, n_lab)))  # on the device: no sync per batch
         del pre
     for idx, scores in done:
         out[idx] = scores.double().cpu().numpy()

@@ -41,6 +41,21 @@ def _precision(device: torch.device) -> dict:
     return {"bf16": bf16, "fp16": False, "use_cpu": device.type == "cpu"}
 
 
+def adapter_inputs_uncast(model, active: bool):
+    """Context: peft's LoRA layers stop casting their input to the adapter's fp32 dtype.
+
+    peft keeps the adapters in fp32 over a bf16 base and casts every adapter input up to fp32;
+    under bf16 autocast the adapter's matmul then casts it straight back to bf16. The two copies
+    of a [tokens, width] activation per adapter (210 adapters in SmolLM2: all-linear x 30 layers)
+    are pure memory traffic: the round trip bf16 -> fp32 -> bf16 is exact, so the matmul, the
+    loss and the fp32 master weights of the adapters are the same without it
+    (``tests/test_train.py``). Only for autocast: without it the dtypes would not match.
+    """
+    from peft.helpers import disable_input_dtype_casting
+
+    return disable_input_dtype_casting(model, active=active)
+
+
 def _training_arg_names() -> set[str]:
     from transformers import TrainingArguments
 
@@ -229,7 +244,7 @@ def _train_sft(records_train, cfg: TrainConfig, prompt_cfg, out_dir: Path, seed:
                                          padding_free=cfg.padding_free))
     trainer = _completion_trainer_cls()(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_cfg)
     t0 = time.perf_counter()
-    with packing.training_attention(trainer.model, cfg.padding_free):  # scoring after it needs the usual kernel
+    with packing.training_attention(trainer.model, cfg.padding_free), adapter_inputs_uncast(trainer.model, cfg.lora and args.bf16):
         out = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
     wall = time.perf_counter() - t0
     if launch.is_main():

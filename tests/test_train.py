@@ -208,3 +208,41 @@ def test_lora_on_a_bf16_base_trains(run_dir, tmp_path):
     model, _, metrics, _ = _train_sft(RECS[:8], cfg, PROMPT, tmp_path, 0, run_dir, True)
     assert metrics["steps"] == 3 and np.isfinite(metrics["final_loss"])
     assert next(model.get_base_model().parameters()).dtype == __import__("torch").bfloat16
+
+
+def test_lora_inputs_uncast_under_autocast_same_loss_and_grads_fewer_copies(run_dir):
+    """adapter_inputs_uncast: peft's fp32 adapters over a bf16 base, under bf16 autocast (the GPU
+    profiles' LoRA training). Skipping peft's bf16 -> fp32 input cast (autocast casts it straight
+    back for the matmul) gives the very same loss and adapter gradients with fewer copy kernels."""
+    import dataclasses
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from specact.train import adapter_inputs_uncast
+
+    spec = dataclasses.replace(tiny_spec(), dtype="bfloat16")
+    tok = load_tokenizer(spec, run_dir)
+    ids = torch.tensor([prompt_ids(tok, RECS[0], PROMPT)[:96]])
+    model = get_peft_model(load_model(spec, run_dir=run_dir, device="cpu"),
+                           LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear"))
+    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+    assert lora and all(p.dtype == torch.float32 for p in lora)  # peft's default: fp32 adapters
+    with torch.no_grad():  # lora_B starts at zero; make the adapters matter
+        for p in lora:
+            p.normal_(0, 0.1)
+
+    def step(uncast: bool):
+        model.zero_grad()
+        with adapter_inputs_uncast(model, uncast), torch.autocast("cpu", dtype=torch.bfloat16), \
+                torch.profiler.profile() as prof:
+            loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+        copies = sum(e.count for e in prof.key_averages() if e.key in ("aten::_to_copy", "aten::copy_"))
+        return loss.detach(), [p.grad.clone() for p in lora], copies
+
+    (l0, g0, c0), (l1, g1, c1) = step(False), step(True)
+    assert torch.equal(l0, l1)
+    assert all(torch.equal(a, b) for a, b in zip(g0, g1))
+    assert c1 < c0 - len(lora) // 2, (c0, c1)  # at least one copy fewer per adapter (A and B: 2 params each)
+    assert all(m.cast_input_dtype_enabled for m in model.modules() if hasattr(m, "cast_input_dtype_enabled"))  # restored

@@ -9,7 +9,8 @@ loss) on the real training prompts of the ``gpu`` profile, one run per variant
 path (``TrainConfig.padding_free``: one row per micro-batch, torch's varlen flash attention).
 Flags: ``nodrop`` (LoRA dropout 0: no dropout kernels), ``liger`` (liger-kernel's fused Triton
 RMSNorm / rotary / SwiGLU patched into transformers' Llama classes -- a class-level patch, so
-list liger variants last), ``compile`` (``TrainConfig.torch_compile``), ``prof`` (a
+list liger variants last), ``compile`` (``TrainConfig.torch_compile``), ``peftcast`` (LoRA as
+before ``specact.train.adapter_inputs_uncast``: peft casts every adapter input to fp32), ``prof`` (a
 torch.profiler table of steps 6-8). Steady-state rate: a callback times every
 step (CUDA synchronised) and the rate comes from the second half of the steps, leaving out
 start-up, autotuning and any outlier step (over 3x the median).
@@ -118,6 +119,13 @@ def run_variant(train, spec, lora, order, batch, flags, steps, pcfg, max_length,
         self.add_callback(clock)
 
     transformers.Trainer.__init__ = init
+    import contextlib
+
+    import specact.train
+
+    uncast = specact.train.adapter_inputs_uncast
+    if "peftcast" in flags:  # the behaviour before: peft casts each adapter input up to fp32
+        specact.train.adapter_inputs_uncast = lambda model, active: contextlib.nullcontext()
     if "liger" in flags:
         from liger_kernel.transformers import apply_liger_kernel_to_llama
 
@@ -131,6 +139,7 @@ def run_variant(train, spec, lora, order, batch, flags, steps, pcfg, max_length,
         model, tok, metrics, trainer = _train_sft(train, cfg, pcfg, Path(tmp), 0, None, True)
     finally:
         transformers.Trainer.__init__ = orig
+        specact.train.adapter_inputs_uncast = uncast
     ds, _ = tokenize_sft(tok, train, pcfg, max_length)  # the examples trained on (prompts are memoised)
     lens = np.array([len(x) for x in ds["input_ids"]])
     comp = np.array([sum(m) for m in ds["completion_mask"]])
