@@ -53,3 +53,29 @@ def test_readme_throughput_figures_match_published_logs():
     assert f"{_ratio('bench_scoring_right_padding.log', r'([0-9]+)x the naive baseline')}× the naive baseline" in section
     assert f"but {_ratio('bench_scoring_right_padding.log', r'scoring: ([0-9.]+)x the floor')[:3]}× the one-prefill" in section
     assert f"and {_ratio('bench_scoring_qwen3_1p7b_shape.log', r'scoring: ([0-9.]+)x the floor')[:3]}× the floor" in section
+
+
+def _h200(log: str) -> list[dict]:
+    path = REPO / "reports" / "published" / "2026-11-26-gpu-bench-h200-lora" / log
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith('{"what": "train"')]
+
+
+def test_readme_h200_figures_match_published_logs():
+    """The README's H200 paragraph quotes the fourth session's logs."""
+    import re
+
+    section = README[README.index("On one H200"):].split("\n\n")[0]
+    assert "reports/published/2026-11-26-gpu-bench-h200-lora/" in section
+    eager = {tuple(r["flags"]): r for r in _h200("bench_mfu_lora_eager.log")}
+    assert f"{eager[('peftcast',)]['s_per_step']:.3f} → {eager[()]['s_per_step']:.3f} s" in section
+    compiled = {(r["batch"], tuple(r["flags"])): r for r in _h200("bench_mfu_lora_compile.log")}
+    assert f"{100 * compiled[(64, ('nodrop', 'compile'))]['mfu']:.1f}% MFU at batch 64" in section
+    h100 = next(r for r in _bench_rows("bench_mfu_compile.log") if r["lora"] and r["batch"] == 16)
+    speedup = h100["s_per_step"] / compiled[(16, ("nodrop", "compile"))]["s_per_step"]
+    assert f"{speedup:.2f}× faster" in section
+    text = (REPO / "reports" / "published" / "2026-11-26-gpu-bench-h200-lora" / "bench_scoring_compile.log").read_text()
+    rows = dict(re.findall(r"^(one-prefill scoring \(pre-tokenized, b32\)|  the same, torch.compile \(b32\)) +([0-9.]+) +[0-9.]+$", text, re.M))  # points/s
+    floor = float(re.search(r"^floor: 2 x params x ctx / rate \(2048\^3\) +([0-9.]+) +[0-9.]+$", text, re.M).group(1))
+    compiled_x, eager_x = (floor / float(rows[k]) for k in ("  the same, torch.compile (b32)", "one-prefill scoring (pre-tokenized, b32)"))
+    assert f"{compiled_x:.1f}× the floor (eager {eager_x:.1f}×)" in section
+    assert f"after {re.search(r'first two batches ([0-9]+)', text).group(1)} s of compiling" in section
