@@ -75,6 +75,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def child_error(lines) -> str:
+    """The first exception line the children printed (torchrun prefixes them with ``[rankN]: ``)."""
+    for ln in lines:
+        ln = re.sub(r"^\[rank\d+\]:\s*", "", ln.strip())
+        if re.match(r"^[\w.]+(Error|Exception): ", ln):
+            return ln
+    return "see the output above"
+
+
+def _release_gpu_cache() -> None:
+    """Hand this process's cached GPU memory back before the children start: a model trained or
+    scored earlier in the same kernel leaves the caching allocator holding it, and process 0
+    shares GPU 0 with us (on an H100 the 1-process run of ``scripts/gpu/scaleout.py`` left 76 GiB
+    reserved and the 2-process run died of OOM)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+        held = torch.cuda.memory_allocated() / 2**30
+        if held > 1:
+            print(f"warning: this process still holds {held:.1f} GiB on GPU {torch.cuda.current_device()} "
+                  "(live tensors: a model kept in a variable?); process 0 may run out of memory", flush=True)
+
+
 def run(fn_name: str, n: int, job_dir: str | Path, kwargs: dict, result_file: str | Path):
     """Run ``specact.train.<fn_name>(**kwargs)`` on ``n`` processes; return what process 0 wrote to
     ``result_file`` (metrics JSON, or the cross-fit rows JSONL). Output streams to the caller."""
@@ -85,6 +112,7 @@ def run(fn_name: str, n: int, job_dir: str | Path, kwargs: dict, result_file: st
     env = {**os.environ, _JOB_ENV: "1", "TOKENIZERS_PARALLELISM": "false"}
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
     cmd = launch_command(n, job)
+    _release_gpu_cache()
     print("launching:", " ".join(cmd[1:]), flush=True)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     tail: deque[str] = deque(maxlen=400)
@@ -93,9 +121,8 @@ def run(fn_name: str, n: int, job_dir: str | Path, kwargs: dict, result_file: st
         tail.append(line)
     if proc.wait() != 0:
         # torchrun ends with its own summary; name the children's exception first.
-        errors = [ln.strip() for ln in tail if re.match(r"^[\w.]+(Error|Exception): ", ln.strip())]
         raise RuntimeError(f"accelerate launch of {fn_name} on {n} processes failed (exit {proc.returncode}): "
-                           f"{errors[0] if errors else 'see the output above'}\n" + "".join(list(tail)[-25:]))
+                           f"{child_error(tail)}\n" + "".join(list(tail)[-25:]))
     job.unlink(missing_ok=True)
     return _read_result(Path(result_file))
 

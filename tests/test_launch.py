@@ -44,3 +44,14 @@ def test_world_outside_a_launch(monkeypatch):
 def test_a_failing_child_raises_with_its_traceback(tmp_path):
     with pytest.raises(RuntimeError, match=r"(?s)failed \(exit .*no_such_function"):
         launch.run("no_such_function", 2, tmp_path, {}, tmp_path / "metrics.json")
+
+
+def test_child_error_names_the_exception_behind_torchruns_rank_prefix():
+    """What the 2-GPU OOM printed (H100, 2026-11-26): the exception line carries a ``[rank0]: `` prefix."""
+    tail = ["[rank0]: Traceback (most recent call last):\n",
+            "[rank0]:   File \"x.py\", line 1, in <module>\n",
+            "[rank0]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 18.00 MiB.\n",
+            "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n"]
+    assert launch.child_error(tail).startswith("torch.OutOfMemoryError: CUDA out of memory")
+    assert launch.child_error(["ValueError: bad\n"]) == "ValueError: bad"
+    assert launch.child_error(["no exception here\n"]) == "see the output above"
