@@ -92,6 +92,9 @@ def common_args(cfg, out_dir: Path, seed: int, device: torch.device, quiet: bool
         # Padding-free rows hold no padding, and a pad id equal to eos would miss each example's eos.
         include_num_input_tokens_seen="all" if getattr(cfg, "padding_free", False) else "non_padding", **_precision(device), **_version_args(cfg.warmup_ratio),
         **_sampling_args(getattr(cfg, "group_by_length", False)), torch_compile=getattr(cfg, "torch_compile", False),
+        # Every trainable parameter gets a gradient each step (LoRA on all linear layers, or the whole
+        # model): Trainer's default (True without checkpointing) costs an extra autograd-graph pass per step.
+        ddp_find_unused_parameters=False,
     )
 
 
