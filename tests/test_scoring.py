@@ -115,3 +115,24 @@ def test_predict_role_rows(setup):
     assert set(rows[0]) == {"logp", "pred", "call", "prompt_tokens", "gen_tokens", "seconds"}
     assert all(len(r["logp"]) == 9 and r["pred"] == LABELS[int(np.argmax(r["logp"]))] for r in rows)
     assert all((r["gen_tokens"] > 0) == uses_tool(r["pred"]) for r in rows)
+
+
+def test_compile_scorer_gives_the_eager_scores_and_stays_out_of_the_state_dict(setup):
+    """compile_scorer routes score_prompt_ids through torch.compile (dynamic shapes); float32 on
+    CPU, so the scores must match eager to rounding; generate and the state dict never see it."""
+    from specact.scoring import compile_scorer, score_prompt_ids
+
+    tok, model, _ = setup
+    prompts = [prompt_ids(tok, r, PROMPT) for r in make_records(6)]
+    eager = score_prompt_ids(model, tok, prompts, batch_size=4, quiet=True)
+    keys = set(model.state_dict())
+    compile_scorer(model)
+    try:
+        assert set(model.state_dict()) == keys and "_specact_compiled" not in dict(model.named_modules())
+        torch._dynamo.utils.counters.clear()
+        compiled = score_prompt_ids(model, tok, prompts, batch_size=4, quiet=True)  # two batch widths
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # it really went through dynamo
+    finally:
+        compile_scorer(model, False)
+    assert "_specact_compiled" not in model.__dict__
+    np.testing.assert_allclose(compiled, eager, atol=1e-4)
