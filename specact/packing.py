@@ -12,9 +12,9 @@ this stack. :func:`varlen_attention` is that kernel from torch itself:
 * CPU (tests, smoke runs): one causal SDPA call per example, the same arithmetic.
 
 The name is registered with transformers' ``AttentionInterface`` and set on the model only for
-the training loop (:func:`training_attention`), then put back: scoring left-pads batches and
-needs a mask-taking kernel. ``tests/test_packing.py`` checks that the padding-free loss and
-gradients equal the padded ones.
+the training loop (:func:`training_attention`), then put back: scoring's label-tree forward
+attends through a 4-D mask, which needs a mask-taking kernel. ``tests/test_packing.py`` checks
+that the padding-free loss and gradients equal the padded ones.
 """
 
 from __future__ import annotations

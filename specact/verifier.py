@@ -128,7 +128,8 @@ def train_verifier(pairs_train, pairs_dev, cfg: VerifierConfig, prompt_cfg: Prom
     args = T.one_gpu_per_process(TrainingArguments(**T.common_args(cfg, out_dir, seed, dev, quiet), remove_unused_columns=False))
     trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=_Collator(model.config.pad_token_id))
     t0 = time.perf_counter()
-    res = trainer.train(resume_from_checkpoint=T.last_checkpoint(out_dir))
+    with T.adapter_inputs_uncast(trainer.model, cfg.lora and args.bf16):  # as in SFT: peft's fp32 round trip is exact
+        res = trainer.train(resume_from_checkpoint=T.last_checkpoint(out_dir))
     wall = time.perf_counter() - t0
     if not launch.is_main():
         return {}  # process 0 saves, calibrates and evaluates

@@ -79,3 +79,16 @@ def test_readme_h200_figures_match_published_logs():
     compiled_x, eager_x = (floor / float(rows[k]) for k in ("  the same, torch.compile (b32)", "one-prefill scoring (pre-tokenized, b32)"))
     assert f"{compiled_x:.1f}× the floor (eager {eager_x:.1f}×)" in section
     assert f"after {re.search(r'first two batches ([0-9]+)', text).group(1)} s of compiling" in section
+
+
+def test_readme_scaleout_figures_match_published_log():
+    """The README's 2-GPU sentence for the current gpu.yaml quotes the run after the launch fix."""
+    section = README[README.index("With the\ncurrent padding-free"):].split("\n\n")[0]
+    log = REPO / "reports" / "published" / "2026-11-26-scaleout-2xh100" / "scaleout_2_after_fix.log"
+    lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith('{"what"')]
+    runs = {r["processes"]: r for r in lines if r["what"] == "run"}
+    cmp = next(r for r in lines if r["what"] == "compare")
+    assert "2026-11-26-scaleout-2xh100/" in section
+    assert f"{cmp['speedup_tokens_per_s']:.2f}×" in section
+    assert f"within {100 * cmp['loss_max_rel_diff']:.2f}%" in section
+    assert abs(runs[1]["first_loss"] - runs[2]["first_loss"]) < 1e-6  # "identical first step"

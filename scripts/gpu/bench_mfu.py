@@ -110,7 +110,12 @@ def run_variant(train, spec, lora, order, batch, flags, steps, pcfg, max_length,
     from specact.train import _train_sft, tokenize_sft
 
     clock = StepClock(profile)
+    import contextlib
+    from unittest import mock
+
     import transformers
+
+    import specact.train
 
     orig = transformers.Trainer.__init__
 
@@ -118,14 +123,6 @@ def run_variant(train, spec, lora, order, batch, flags, steps, pcfg, max_length,
         orig(self, *a, **k)
         self.add_callback(clock)
 
-    transformers.Trainer.__init__ = init
-    import contextlib
-
-    import specact.train
-
-    uncast = specact.train.adapter_inputs_uncast
-    if "peftcast" in flags:  # the behaviour before: peft casts each adapter input up to fp32
-        specact.train.adapter_inputs_uncast = lambda model, active: contextlib.nullcontext()
     if "liger" in flags:
         from liger_kernel.transformers import apply_liger_kernel_to_llama
 
@@ -135,11 +132,12 @@ def run_variant(train, spec, lora, order, batch, flags, steps, pcfg, max_length,
                       padding_free=order == "flat", torch_compile="compile" in flags, lora_dropout=0.0 if "nodrop" in flags else TrainConfig.lora_dropout)
     if CUDA:
         torch.cuda.reset_peak_memory_stats()
-    try:
+    with contextlib.ExitStack() as patches:
+        patches.enter_context(mock.patch.object(transformers.Trainer, "__init__", init))
+        if "peftcast" in flags:  # the behaviour before: peft casts each adapter input up to fp32
+            patches.enter_context(mock.patch.object(specact.train, "adapter_inputs_uncast",
+                                                    lambda model, active: contextlib.nullcontext()))
         model, tok, metrics, trainer = _train_sft(train, cfg, pcfg, Path(tmp), 0, None, True)
-    finally:
-        transformers.Trainer.__init__ = orig
-        specact.train.adapter_inputs_uncast = uncast
     ds, _ = tokenize_sft(tok, train, pcfg, max_length)  # the examples trained on (prompts are memoised)
     lens = np.array([len(x) for x in ds["input_ids"]])
     comp = np.array([sum(m) for m in ds["completion_mask"]])
