@@ -6,7 +6,8 @@ argument under the right label, answering where clarification or refusal was due
 where the request should be blocked, ``tool_call`` vs ``retrieval``, a plain retry of the
 failed call instead of a repair, answering instead of checking. Held-out predictions of the
 proposer itself (cross-fitting) become pairs through :func:`crossfit_pairs`, judged by
-:func:`is_correct`, the one acceptance rule other modules share.
+:func:`specact.judge.proposal_correct` (type only, the headline; ``judge="strict"`` for the
+type-and-tool-name metric), the one definition of a correct proposal the whole study shares.
 """
 
 from __future__ import annotations
@@ -17,27 +18,23 @@ import re
 
 from specact.actions import LABELS, TOOL_LABELS
 from specact.data import bfcl, synthetic
+from specact.judge import judge_fn, proposal_correct, proposal_correct_strict
 from specact.prompts import gold_call
 
 
 def is_correct(record: dict, label: str | None, call: dict | None, match: str = "name") -> bool:
-    """Whether a proposed action counts as the gold action of ``record``.
-
-    Rule: the label must equal the gold label; for a tool-using label whose record has a gold
-    call, the proposed call's ``name`` must equal the gold name too. ``match="exact"`` also
-    requires equal arguments (as parsed JSON; ``1 == 1.0``). Text actions (final_answer,
-    ask_clarification, BLOCKED) are judged by label alone: their wording is not graded.
-    """
-    if match not in ("name", "exact"):
-        raise ValueError(f"match must be 'name' or 'exact', got {match!r}")
-    if label != record["label"]:
+    """Deprecated alias of the judge (:mod:`specact.judge`): ``match="type"`` is
+    :func:`~specact.judge.proposal_correct` (the headline), ``"name"`` is
+    :func:`~specact.judge.proposal_correct_strict`, ``"exact"`` the strict rule plus equal
+    arguments (as parsed JSON), kept for the data card's exact-match count only."""
+    if match not in ("type", "name", "exact"):
+        raise ValueError(f"match must be 'type', 'name' or 'exact', got {match!r}")
+    if match == "type":
+        return proposal_correct(record, label, call)
+    if not proposal_correct_strict(record, label, call):
         return False
     gold = gold_call(record)
-    if label not in TOOL_LABELS or gold is None:
-        return True
-    if not isinstance(call, dict) or call.get("name") != gold["name"]:
-        return False
-    return match == "name" or (call.get("arguments") or {}) == gold["arguments"]
+    return match == "name" or label not in TOOL_LABELS or gold is None or (call.get("arguments") or {}) == gold["arguments"]
 
 
 # ---------------------------------------------------------------- tool kinds and calls
@@ -134,9 +131,11 @@ _SWAP = {"file_write": ("read_for_write", "file_read"), "file_read": ("write_for
          "tool_call": ("retrieval_for_tool_call", "retrieval"), "retrieval": ("tool_call_for_retrieval", "tool_call")}
 
 
-def confusions(record: dict, rng: random.Random) -> list[tuple[str, str, dict | None]]:
+def confusions(record: dict, rng: random.Random, judge: str = "type") -> list[tuple[str, str, dict | None]]:
     """(kind, label, call) negatives for ``record``: the gold label's signature confusions
-    first (shuffled), then generic ones (shuffled). Never the gold action itself."""
+    first (shuffled), then generic ones (shuffled). Never a proposal that metric ``judge``
+    counts as right (under the headline "type" judge a same-type wrong-tool call is right)."""
+    right = judge_fn(judge)
     gold_label, gold = record["label"], gold_call(record)
     sig, gen = [], []
     if gold_label in _SWAP:
@@ -180,39 +179,43 @@ def confusions(record: dict, rng: random.Random) -> list[tuple[str, str, dict | 
         for kind, label, call in group:
             if label in TOOL_LABELS and call is None:
                 continue  # no tool of that kind here: not a plausible proposal
-            # One acceptance rule across the study (type + tool name, as the cascade scores it):
-            # a negative must be wrong under it, so same-tool wrong-argument calls are not negatives.
-            if is_correct(record, label, call, match="name"):
+            if right(record, label, call):  # a negative must be wrong under the study's judge
                 continue
             out.append((kind, label, call))
     return out
 
 
 # ---------------------------------------------------------------- rows
-def _row(rid, rec_json, label, call, accept, kind):
+def _row(rid, rec_json, label, call, accept, kind, logp=None, weight=1.0):
     return {"id": rid, "record": rec_json, "label": label, "call": json.dumps(call, sort_keys=True, ensure_ascii=False) if call else "",
-            "accept": int(accept), "kind": kind}
+            "accept": int(accept), "kind": kind, "logp": json.dumps([round(float(x), 4) for x in logp]) if logp is not None else "",
+            "weight": float(weight)}
 
 
 def make_verifier_pairs(records: list[dict], negatives_per_positive: int = 2, seed: int = 0,
-                        record_json: list[str] | None = None) -> list[dict]:
+                        record_json: list[str] | None = None, judge: str = "type",
+                        logp: dict[str, list[float]] | None = None, weight: float = 1.0) -> list[dict]:
     """One gold positive per record plus up to ``negatives_per_positive`` confusion negatives
-    (rows: id, record JSON, label, call JSON or "", accept 1/0, kind "gold" | "confusion:<type>").
-    ``record_json``: the records' sorted-key JSON if already at hand (a decisions ``record``
-    column), to skip re-serialising long contexts."""
-    rows = []
+    (rows: id, record JSON, label, call JSON or "", accept 1/0, kind "gold" | "confusion:<type>",
+    logp, weight). ``record_json``: the records' sorted-key JSON if already at hand (a decisions
+    ``record`` column), to skip re-serialising long contexts. ``logp``: the proposer's label
+    log-probabilities by record id where known (the verifier reads them), ``weight``: each
+    row's loss weight (synthetic pairs are an auxiliary beside real proposals)."""
+    rows, logp = [], logp or {}
     for i, rec in enumerate(records):
         rec_json = record_json[i] if record_json is not None else json.dumps(rec, sort_keys=True, ensure_ascii=False)
-        rows.append(_row(f"{rec['id']}::gold", rec_json, rec["label"], gold_call(rec), 1, "gold"))
+        lp = logp.get(rec["id"])
+        rows.append(_row(f"{rec['id']}::gold", rec_json, rec["label"], gold_call(rec), 1, "gold", lp, weight))
         rng = random.Random(f"vpairs-{seed}-{rec['id']}")
-        for j, (kind, label, call) in enumerate(confusions(rec, rng)[:negatives_per_positive]):
-            rows.append(_row(f"{rec['id']}::neg{j}", rec_json, label, call, 0, f"confusion:{kind}"))
+        for j, (kind, label, call) in enumerate(confusions(rec, rng, judge)[:negatives_per_positive]):
+            rows.append(_row(f"{rec['id']}::neg{j}", rec_json, label, call, 0, f"confusion:{kind}", lp, weight))
     return rows
 
 
-def crossfit_pairs(records: list[dict], predictions: list[dict], match: str = "name") -> list[dict]:
-    """A proposer's held-out predictions ({id, label, call}) as pairs, accept = :func:`is_correct`."""
-    by_id = {r["id"]: r for r in records}
+def crossfit_pairs(records: list[dict], predictions: list[dict], judge: str = "type", weight: float = 1.0) -> list[dict]:
+    """A proposer's held-out predictions ({id, label, call, logp?}) as pairs, accept = the
+    study's judge (:func:`specact.judge.proposal_correct` unless ``judge="strict"``)."""
+    by_id, right = {r["id"]: r for r in records}, judge_fn(judge)
     rows, seen = [], {}
     for p in predictions:
         rec = by_id.get(p["id"])
@@ -223,7 +226,7 @@ def crossfit_pairs(records: list[dict], predictions: list[dict], match: str = "n
         j = seen[p["id"]] = seen.get(p["id"], -1) + 1
         call = p.get("call") if p["label"] in TOOL_LABELS else None
         rows.append(_row(f"{p['id']}::xfit{j}", json.dumps(rec, sort_keys=True, ensure_ascii=False), p["label"], call,
-                         is_correct(rec, p["label"], call, match), "crossfit"))
+                         right(rec, p["label"], call), "crossfit", p.get("logp"), weight))
     return rows
 
 
@@ -231,31 +234,39 @@ def _pair_features():
     from datasets import Features, Value
 
     return Features({"id": Value("string"), "record": Value("string"), "label": Value("string"), "call": Value("string"),
-                     "accept": Value("int64"), "kind": Value("string")})
+                     "accept": Value("int64"), "kind": Value("string"), "logp": Value("string"), "weight": Value("float64")})
 
 
 def pairs_dataset(rows: list[dict]):
     from datasets import Dataset
 
-    cols = {k: [r[k] for r in rows] for k in _pair_features()}
+    cols = {k: [r.get(k, "" if k == "logp" else 1.0) if k in ("logp", "weight") else r[k] for r in rows] for k in _pair_features()}
     return Dataset.from_dict(cols, features=_pair_features())
 
 
-def verifier_pairs_dataset(decisions, negatives_per_positive: int = 2, seed: int = 0, crossfit: list[dict] | None = None):
-    """``DatasetDict`` train/dev of pairs from a decisions ``DatasetDict`` (or split -> records);
-    ``crossfit`` predictions (on train records) are added to train."""
+def verifier_pairs_dataset(decisions, negatives_per_positive: int = 2, seed: int = 0, crossfit: list[dict] | None = None,
+                           judge: str = "type", synthetic_weight: float = 1.0, dev_crossfit: list[dict] | None = None):
+    """``DatasetDict`` train/dev of pairs from a decisions ``DatasetDict`` (or split -> records).
+
+    ``crossfit``: the proposer's held-out predictions on train records, added to train as
+    real proposals (weight 1; their ``logp`` also goes with the synthetic pairs of the same
+    record); synthetic gold/confusion pairs get ``synthetic_weight`` (an auxiliary when real
+    proposals exist). ``dev_crossfit``: the deployed proposer's predictions on dev; when given,
+    dev holds those real proposals (what calibration and thresholds must see) besides the
+    synthetic dev pairs, told apart by ``kind``.
+    """
     from datasets import DatasetDict
 
     from specact.data.build import to_records
 
-    def split_pairs(split):
+    def split_pairs(split, preds):
+        lp = {p["id"]: p["logp"] for p in preds or [] if p.get("logp") is not None}
         part = decisions[split]
-        if isinstance(part, list):
-            return part, make_verifier_pairs(part, negatives_per_positive, seed)
-        recs = to_records(part)
-        return recs, make_verifier_pairs(recs, negatives_per_positive, seed, record_json=part["record"])
+        recs = part if isinstance(part, list) else to_records(part)
+        rec_json = None if isinstance(part, list) else part["record"]
+        w = synthetic_weight if preds else 1.0
+        rows = make_verifier_pairs(recs, negatives_per_positive, seed, rec_json, judge, lp, w)
+        return rows + (crossfit_pairs(recs, preds, judge) if preds else [])
 
-    train, rows = split_pairs("train")
-    if crossfit:
-        rows += crossfit_pairs(train, crossfit)
-    return DatasetDict({"train": pairs_dataset(rows), "dev": pairs_dataset(split_pairs("dev")[1])})
+    return DatasetDict({"train": pairs_dataset(split_pairs("train", crossfit)),
+                        "dev": pairs_dataset(split_pairs("dev", dev_crossfit))})
