@@ -17,11 +17,24 @@ from typing import Any
 
 import yaml
 
-from specact.prompts import PromptConfig
-
 
 def _help(text: str, **kw):
     return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class PromptConfig:
+    """How a decision point is turned into a prompt (specact.prompts). Shared by every role and stage."""
+
+    max_prompt_tokens: int = _help("Token budget of a prompt, spent by priority: the instruction (short form if "
+                                   "needed), tool names, the latest user turn, the latest message, tool signatures "
+                                   "(tools already used first), then older turns newest first.", default=1024)
+    max_message_chars: int = _help("A tool output or message longer than this is clipped in the middle (BFCL's "
+                                   "long-context observations run to tens of thousands of characters).", default=2000)
+    tool_schema: str = _help("full: the JSON schemas as shipped; compact: names and argument types only (CPU "
+                             "profiles: BFCL's file-system schemas alone are several thousand tokens).", default="full")
+    instruction: bool = _help("Prepend the output-format instruction to the system message, so frozen zero-shot "
+                              "models know the format.", default=True)
 
 
 @dataclass

@@ -15,6 +15,7 @@ Training concatenates ``prompt_ids + completion_ids (+ eos)``; label scoring pre
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import OrderedDict
@@ -22,6 +23,7 @@ from dataclasses import astuple, dataclass
 from typing import Any
 
 from specact.actions import LABELS, uses_tool
+from specact.config import PromptConfig  # re-exported: the class lives with the other params sections
 
 INSTRUCTION = (
     "You are the next-action policy of a tool-using agent. Given the conversation so far, "
@@ -30,23 +32,9 @@ INSTRUCTION = (
     + "; then, if the action calls a tool, the call as JSON on the second line: "
     '{"name": ..., "arguments": {...}}.'
 )
-
-
-@dataclass
-class PromptConfig:
-    """How a decision point is turned into a prompt. Shared by every role and stage."""
-
-    max_prompt_tokens: int = 1024
-    """Token budget of a prompt. Older turns are dropped first (the next action depends
-    mostly on the latest turns); then long message contents are clipped."""
-    max_message_chars: int = 2000
-    """A tool output or message longer than this is clipped in the middle (BFCL's long-context
-    observations run to tens of thousands of characters)."""
-    tool_schema: str = "full"
-    """``full`` passes the JSON schemas as shipped; ``compact`` drops descriptions (CPU profiles:
-    BFCL's file-system schemas alone are several thousand tokens)."""
-    instruction: bool = True
-    """Prepend :data:`INSTRUCTION` to the system message, so frozen zero-shot models know the format."""
+SHORT_INSTRUCTION = "Next action type (" + ", ".join(LABELS) + '); a tool call as JSON on line 2.'
+# Part of every prompt-cache key: texts rendered by an earlier builder are never handed out.
+BUILDER = "priority-v1"
 
 
 def format_action(label: str, call: dict | None = None) -> str:
@@ -161,12 +149,13 @@ def _apply(tokenizer, messages: list[dict], tools: list[dict]) -> str:
 _CACHE: "OrderedDict[tuple, str]" = OrderedDict()
 _CACHE_SIZE = 20000  # prompts of one run's dev/test + a training stage; ~1-4 KB each
 UNLIMITED = 10**9  # a max_prompt_tokens meaning "no budget" (the BPE corpus renders whole trajectories)
+_PARTS: dict[tuple, dict] = {}  # memo key -> which prompt parts survived whole (prompt_parts_survival)
 _LOADED: dict[str, tuple[int, int]] = {}  # cache file -> (mtime_ns, size) when this process last read it
 
 
 def _evict() -> None:
     while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+        _PARTS.pop(_CACHE.popitem(last=False)[0], None)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -188,7 +177,8 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def _key(tokenizer, record: dict, cfg: PromptConfig) -> tuple:
-    return (tokenizer_fingerprint(tokenizer), astuple(cfg), hashlib.sha1(json.dumps(record, sort_keys=True, default=str).encode()).digest())
+    record_hash = hashlib.sha1(json.dumps(record, sort_keys=True, default=str).encode()).digest()
+    return (tokenizer_fingerprint(tokenizer), astuple(cfg), record_hash, BUILDER)
 
 
 def save_prompt_cache(path, tokenizer=None) -> int:
@@ -203,7 +193,7 @@ def save_prompt_cache(path, tokenizer=None) -> int:
     from pathlib import Path
 
     fp = tokenizer_fingerprint(tokenizer) if tokenizer is not None else None
-    entries = {k: v for k, v in _CACHE.items() if (fp is None or k[0] == fp) and k[1][0] < UNLIMITED}  # [1][0]: max_prompt_tokens
+    entries = {k: (v, _PARTS.get(k)) for k, v in _CACHE.items() if (fp is None or k[0] == fp) and k[1][0] < UNLIMITED}  # [1][0]: max_prompt_tokens
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -227,8 +217,10 @@ def load_prompt_cache(path) -> int:
         return 0
     entries = pickle.loads(path.read_bytes())
     _LOADED[str(path)] = (st.st_mtime_ns, st.st_size)
-    for k, v in entries.items():
-        _CACHE.setdefault(k, v)
+    for k, (text, survived) in entries.items():
+        _CACHE.setdefault(k, text)
+        if survived is not None:
+            _PARTS.setdefault(k, survived)
     _evict()
     return len(entries)
 
@@ -241,60 +233,188 @@ def render_prompt(tokenizer, record: dict, cfg: PromptConfig | None = None) -> s
     """
     cfg = cfg or PromptConfig()
     key = _key(tokenizer, record, cfg)
-    if key in _CACHE:
+    if key in _CACHE and key in _PARTS:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    text = _render(tokenizer, record, cfg)
+    text, survived = _build(tokenizer, record, cfg)
     _CACHE[key] = text
+    _PARTS[key] = survived
     _evict()
     return text
 
 
-def _render(tokenizer, record: dict, cfg: PromptConfig) -> str:
+def _ordered_tools(record: dict, cfg: PromptConfig) -> list[dict]:
+    """The record's tools (compact or full schemas), those the trajectory already called first
+    (most recent use first): their signatures are the likeliest to matter for the next call."""
     tools = record.get("tools") or []
     if cfg.tool_schema == "compact":
         tools = [_compact_tool(t) for t in tools]
     elif cfg.tool_schema != "full":
         raise ValueError(f"tool_schema must be 'full' or 'compact', got {cfg.tool_schema!r}")
-    msgs = _as_template_messages(record["messages"], cfg)
-    system = [m for m in msgs[:1] if m["role"] == "system"]
-    body = msgs[len(system):]
-    # Cut points: drop whole leading turns so the kept part starts at a user message when possible.
-    cuts = [0] + [i for i in range(1, len(body)) if body[i]["role"] == "user"] or [0]
-    cuts = sorted(set(cuts + [len(body) - 1]))
-    if cfg.max_prompt_tokens >= UNLIMITED:  # no budget: the whole conversation, no token count needed
-        return _apply(tokenizer, _with_instruction(system + body, cfg), tools)
-    renders: dict[int, tuple[str, list[int]]] = {}
+    used: list[str] = []
+    for m in reversed(record["messages"]):
+        for c in m.get("tool_calls") or []:
+            if c["function"]["name"] not in used:
+                used.append(c["function"]["name"])
+    rank = {name: i for i, name in enumerate(used)}
+    return sorted(tools, key=lambda t: rank.get(t["function"]["name"], len(rank)))  # stable: the rest keep their order
 
-    def fits(k: int) -> bool:
-        if k not in renders:
-            text = _apply(tokenizer, _with_instruction(system + body[cuts[k]:], cfg), tools)
-            renders[k] = (text, tokenizer(text, add_special_tokens=False)["input_ids"])
-        return len(renders[k][1]) <= cfg.max_prompt_tokens
 
-    # Fewest dropped turns that fit (fit is monotone in k). Gallop back from the latest turn so a
-    # small budget never renders a whole long conversation, then bisect the last gap.
-    hi = len(cuts) - 1
-    chars = sum(len(m["content"]) for m in body) + len(json.dumps(tools))
-    if chars <= 3 * cfg.max_prompt_tokens and fits(0):  # likely fits whole (>= 3 chars a token): one render
-        return renders[0][0]
-    if fits(hi):
-        step, lo = 1, hi
-        while lo > 0:
-            cand = max(lo - step, 0)
-            if not fits(cand):
+@dataclass(frozen=True)
+class _Plan:
+    """What one candidate prompt keeps: the builder searches over these, highest priority first."""
+
+    instruction: str  # INSTRUCTION, SHORT_INSTRUCTION or "" (cfg.instruction false)
+    n_names: int  # tool names listed (of the ordered tools)
+    n_sigs: int  # tool signatures passed to the template (the first n of the ordered tools)
+    user_chars: int | None  # the latest user turn clipped to this many characters (None: as is)
+    last_chars: int | None  # the latest message, likewise
+    n_history: int  # older messages kept, newest first (the original system prompt is the oldest)
+
+
+class _Parts:
+    """A decision point cut into the builder's parts; :meth:`render` assembles one :class:`_Plan`."""
+
+    def __init__(self, record: dict, cfg: PromptConfig):
+        self.tools = _ordered_tools(record, cfg)
+        msgs = _as_template_messages(record["messages"], cfg)
+        self.system = msgs[0]["content"] if msgs and msgs[0]["role"] == "system" else ""
+        self.body = msgs[1:] if msgs and msgs[0]["role"] == "system" else msgs
+        self.last = len(self.body) - 1
+        users = [i for i, m in enumerate(self.body) if m["role"] == "user"]
+        self.user = users[-1] if users else None
+        pinned = {self.last, self.user}
+        # History, newest first; None stands for the original system prompt (the oldest context).
+        self.history: list = [i for i in reversed(range(len(self.body))) if i not in pinned]
+        if self.system:
+            self.history.append(None)
+
+    def render(self, tokenizer, plan: _Plan) -> str:
+        kept = set(self.history[:plan.n_history])
+        keep = sorted(i for i in kept | {self.last, self.user} if i is not None and i >= 0)
+        msgs = []
+        for i in keep:
+            m = dict(self.body[i])
+            clip = plan.last_chars if i == self.last else plan.user_chars if i == self.user else None
+            if clip is not None:
+                m["content"] = _clip(m["content"], clip)
+            msgs.append(m)
+        names = [t["function"]["name"] for t in self.tools]
+        unsigned = names[plan.n_sigs:plan.n_names] if plan.n_names > plan.n_sigs else []
+        sys_parts = [plan.instruction] if plan.instruction else []
+        if unsigned or plan.n_names < len(names):
+            more = len(names) - max(plan.n_names, plan.n_sigs)
+            sys_parts.append("Other tools: " + ", ".join(unsigned) + (f" (+{more} more)" if more > 0 else "") + ".")
+        if None in kept:
+            sys_parts.append(self.system)
+        system = [{"role": "system", "content": "\n\n".join(sys_parts)}] if sys_parts else []
+        return _apply(tokenizer, system + msgs, self.tools[:plan.n_sigs])
+
+    def survival(self, plan: _Plan, cfg: PromptConfig) -> dict:
+        """Which parts the plan keeps whole (after ``max_message_chars``; None: the record has no such part)."""
+        n = len(self.tools)
+        return {"instruction": plan.instruction == INSTRUCTION if cfg.instruction else None,
+                "tool_names": max(plan.n_names, plan.n_sigs) >= n if n else None,
+                "tool_signatures": plan.n_sigs >= n if n else None,
+                "latest_user": plan.user_chars is None if self.user is not None else None,
+                "latest_message": plan.last_chars is None if self.last >= 0 else None,
+                "system": None in self.history[:plan.n_history] if self.system else None,
+                "history": plan.n_history >= len(self.history) if self.history else None}
+
+
+MIN_CLIP_CHARS = 48  # a latest turn is never clipped below this: it stays readable, never dropped
+
+
+def _largest(fits, lo: int, hi: int) -> int:
+    """Largest k in [lo, hi] with fits(k), given fits(lo) and fits monotone decreasing: try hi,
+    then gallop up from lo (small budgets never render everything) and bisect the last gap."""
+    if lo >= hi or fits(hi):
+        return max(lo, hi)
+    step, bad = 1, hi
+    while lo + step < bad and fits(lo + step):
+        lo, step = lo + step, step * 2
+    bad = min(bad, lo + step)
+    while bad - lo > 1:
+        mid = (lo + bad) // 2
+        lo, bad = (mid, bad) if fits(mid) else (lo, mid)
+    return lo
+
+
+def _fit_core(parts: _Parts, plan: _Plan, measure, budget: int) -> _Plan:
+    """Make the priority parts fit, clipping inside them from the lowest priority up: the short
+    instruction, then the latest message and the latest user turn (middle-clipped, never below
+    :data:`MIN_CLIP_CHARS`), then the list of tool names."""
+    if measure(plan) > budget and plan.instruction:
+        plan = dataclasses.replace(plan, instruction=SHORT_INSTRUCTION)
+    for field, idx in (("last_chars", parts.last), ("user_chars", parts.user)):
+        if idx is None or idx < 0 or (field == "user_chars" and idx == parts.last):
+            continue
+        length = len(parts.body[idx]["content"])
+        for _ in range(12):
+            over = measure(plan) - budget
+            if over <= 0 or length <= MIN_CLIP_CHARS:
                 break
-            lo, step = cand, step * 2
-        else:
-            return renders[0][0]
-        bad = max(lo - step, 0)  # the last candidate tried did not fit
-        while lo - bad > 1:
-            mid = (lo + bad) // 2
-            lo, bad = (mid, bad) if fits(mid) else (lo, mid)
-        return renders[lo][0]
-    # Even the latest turn with the tool schemas overflows: keep the latest tokens (the end of
-    # the prompt decides the action). Every consumer tokenizes this same text, so they agree.
-    return tokenizer.decode(renders[hi][1][-cfg.max_prompt_tokens:], skip_special_tokens=False)
+            length = max(MIN_CLIP_CHARS, min(length, getattr(plan, field) or length) - 3 * over - 32)
+            plan = dataclasses.replace(plan, **{field: length})
+    if measure(plan) > budget:
+        n = _largest(lambda k: measure(dataclasses.replace(plan, n_names=k)) <= budget, 0, plan.n_names)
+        plan = dataclasses.replace(plan, n_names=n)
+    return plan
+
+
+def _build(tokenizer, record: dict, cfg: PromptConfig) -> tuple[str, dict]:
+    """The prompt within ``cfg.max_prompt_tokens``, spent by priority, and which parts survived whole.
+
+    Priority: the instruction (its short form if needed), the tool names, the latest user turn,
+    the latest message (a tool output, often), then tool signatures (tools the trajectory used
+    first), then older messages newest first, the original system prompt last.
+    """
+    parts = _Parts(record, cfg)
+    full = _Plan(INSTRUCTION if cfg.instruction else "", len(parts.tools), len(parts.tools), None, None, len(parts.history))
+    if cfg.max_prompt_tokens >= UNLIMITED:  # no budget: the whole conversation, no token count needed
+        return parts.render(tokenizer, full), parts.survival(full, cfg)
+    cache: dict = {}
+
+    def measure(plan: _Plan) -> int:
+        if plan not in cache:
+            text = parts.render(tokenizer, plan)
+            cache[plan] = (text, len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+        return cache[plan][1]
+
+    budget = cfg.max_prompt_tokens
+    chars = sum(len(m["content"]) for m in parts.body) + len(parts.system) + len(json.dumps(parts.tools))
+    if chars <= 3 * budget and measure(full) <= budget:  # likely fits whole (>= 3 chars a token): one render
+        return cache[full][0], parts.survival(full, cfg)
+    plan = _fit_core(parts, dataclasses.replace(full, n_sigs=0, n_history=0), measure, budget)
+    if measure(plan) > budget:
+        # Even the clipped priority parts overflow: keep the latest tokens (the end decides the action).
+        ids = tokenizer(cache[plan][0], add_special_tokens=False)["input_ids"]
+        text = tokenizer.decode(ids[-budget:], skip_special_tokens=False)
+        return text, {k: (v and False) if k not in ("latest_user", "latest_message") else v
+                      for k, v in parts.survival(plan, cfg).items()}
+    plan = dataclasses.replace(plan, n_sigs=_largest(lambda k: measure(dataclasses.replace(plan, n_sigs=k)) <= budget, 0, len(parts.tools)))
+    if plan.n_sigs == len(parts.tools) and plan.n_names == len(parts.tools):
+        plan = dataclasses.replace(plan, n_history=_largest(lambda k: measure(dataclasses.replace(plan, n_history=k)) <= budget, 0, len(parts.history)))
+    return cache[plan][0] if plan in cache else parts.render(tokenizer, plan), parts.survival(plan, cfg)
+
+
+def prompt_parts_survival(tokenizer, records: list[dict], cfg: PromptConfig | None = None):
+    """Per source (and overall): the share of prompts in which each part survives whole, and n.
+
+    A part counts where the record has it (a record without tools says nothing about tool names).
+    """
+    import pandas as pd
+
+    cfg = cfg or PromptConfig()
+    rows = []
+    for rec in records:
+        render_prompt(tokenizer, rec, cfg)
+        rows.append({"source": rec.get("meta", {}).get("source", "?"), **_PARTS[_key(tokenizer, rec, cfg)]})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    shares = pd.concat([df, df.assign(source="all")]).groupby("source").agg(lambda col: col.dropna().astype(float).mean())
+    return shares.assign(n=pd.concat([df, df.assign(source="all")]).groupby("source").size())
 
 
 def prompt_ids(tokenizer, record: dict, cfg: PromptConfig | None = None) -> list[int]:

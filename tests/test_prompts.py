@@ -130,8 +130,69 @@ def test_prompt_cache_persists_across_processes(tmp_path, monkeypatch):
     P._CACHE.clear()
     assert P.load_prompt_cache(tmp_path / "p.pkl") >= len(recs)
     assert P.load_prompt_cache(tmp_path / "p.pkl") == 0  # unchanged since this process read it: not read again
-    monkeypatch.setattr(P, "_render", lambda *a: (_ for _ in ()).throw(AssertionError("rendered again")))
+    monkeypatch.setattr(P, "_build", lambda *a: (_ for _ in ()).throw(AssertionError("rendered again")))
     assert [render_prompt(byte_tokenizer(), r, cfg) for r in recs] == texts
     with pytest.raises(AssertionError, match="rendered again"):
         render_prompt(byte_tokenizer(), recs[0], PromptConfig(max_prompt_tokens=61))
     assert P.load_prompt_cache(tmp_path / "missing.pkl") == 0
+
+
+def observation_record(n_turns=6, obs="result line " * 40, tools=12):
+    """A tool-heavy step: many tools, older turns, and the latest message a long tool output."""
+    rec = record(n_turns=n_turns)
+    rec["messages"] = rec["messages"][:-1] + [
+        {"role": "user", "content": "LATEST-USER: copy report.txt into temp."},
+        {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "id": "z", "function": {"name": "ls", "arguments": {}}}]},
+        {"role": "tool", "tool_call_id": "z", "name": "ls", "content": "OBS-START " + obs + " OBS-END"}]
+    extra = [{"type": "function", "function": {"name": f"tool_{i}", "parameters": {"type": "object", "properties": {f"arg_{i}": {"type": "string"}}}}}
+             for i in range(tools)]
+    rec["tools"] = rec["tools"] + extra + [{"type": "function", "function": {"name": "ls", "parameters": {"type": "object", "properties": {}}}}]
+    return rec
+
+
+@pytest.mark.parametrize("budget", [260, 400, 700, 1000, 1500, 2500])
+def test_latest_user_turn_and_observation_always_survive(budget):
+    import specact.prompts as P
+
+    tok = byte_tokenizer()
+    rec = observation_record()
+    cfg = PromptConfig(max_prompt_tokens=budget, tool_schema="compact", max_message_chars=10**6)
+    text = render_prompt(tok, rec, cfg)
+    assert len(prompt_ids(tok, rec, cfg)) <= budget
+    assert "LATEST-USER" in text and "OBS-START" in text and "OBS-END" in text  # clipped in the middle at worst
+    assert text.endswith("<|im_start|>assistant\n")
+    parts = P._PARTS[P._key(tok, rec, cfg)]
+    assert parts["latest_user"] and (parts["latest_message"] or "chars clipped" in text)
+
+
+def test_priority_order_of_what_is_given_up():
+    """What is given up as the budget shrinks: older turns, then tool signatures (the used tool's
+    last), then the instruction's full form, then the latest message (middle-clipped), then names."""
+    import specact.prompts as P
+
+    tok = byte_tokenizer()
+    rec = observation_record(obs="x" * 60)
+    whole = len(prompt_ids(tok, rec, PromptConfig(max_prompt_tokens=P.UNLIMITED, tool_schema="compact")))
+    seen = []
+    for budget in range(whole, 150, -40):
+        cfg = PromptConfig(max_prompt_tokens=budget, tool_schema="compact")
+        text = render_prompt(tok, rec, cfg)
+        s = P._PARTS[P._key(tok, rec, cfg)]
+        seen.append((s["history"], s["tool_signatures"], s["instruction"], s["latest_message"], s["tool_names"]))
+        if not s["tool_signatures"] and "<tools>" in text:  # some signatures: the used tool's among them
+            assert text.split("<tools>")[1].startswith("\nls(")
+    # Each part is given up only after every lower-priority part: the flags are sorted per budget.
+    for row in seen:
+        assert list(row) == sorted(row)
+    assert seen[0] == (True,) * 5 and not any(seen[-1][:4])
+    assert any(r[0] is False and r[1] for r in seen)  # history gone while signatures whole
+
+
+def test_prompt_parts_survival_table():
+    from specact.prompts import prompt_parts_survival
+
+    tok = byte_tokenizer()
+    recs = [dict(observation_record(), id=f"o{i}", meta={"source": "a" if i % 2 else "b", "trajectory_id": "t"}) for i in range(4)]
+    df = prompt_parts_survival(tok, recs, PromptConfig(max_prompt_tokens=700, tool_schema="compact"))
+    assert set(df.index) == {"a", "b", "all"} and df.loc["all", "n"] == 4
+    assert df.loc["all", "latest_user"] == 1.0 and df.loc["all", "history"] == 0.0
