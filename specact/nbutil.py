@@ -52,6 +52,27 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def show(fig, name: str | None = None, dpi: int = 110) -> None:
+    """Display a matplotlib figure as an inline PNG: in Jupyter, in the executed notebook and its HTML.
+
+    A ``matplotlib.figure.Figure`` built outside pyplot has no image representation in IPython
+    (it prints as ``<Figure size ...>``); this draws it. ``name`` becomes the file name nbconvert
+    gives the image when exporting Markdown (``<name>.png``). A pyplot-managed figure is closed
+    afterwards so the inline backend does not draw it a second time.
+    """
+    import io
+
+    from IPython.display import Image, display
+
+    fig = getattr(fig, "figure", fig)  # an Axes (seaborn's return value) -> its figure
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    display(Image(data=buf.getvalue(), format="png"), metadata={"filename": f"{name}.png"} if name else None)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)  # a no-op for a figure pyplot does not manage
+
+
 def loss_curve(out_dir: str | Path, title: str = "training loss"):
     """A seaborn line plot of the Trainer's logged loss (``loss_curve.csv`` written by specact.train)."""
     import pandas as pd
