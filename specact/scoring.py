@@ -12,15 +12,19 @@ cost more than the prefill. A record scores the same alone or in any batch
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from specact.actions import LABELS, uses_tool
 from specact.calibration import apply_calibration
-from specact.prompts import PromptConfig, format_action, parse_action, prompt_ids, render_prompt
+from specact.prompts import (
+    PromptConfig, completion_ids, format_action, gold_call, parse_action, prompt_ids, render_prompt,
+)
 
 _DUMMY_CALL = {"name": "f", "arguments": {}}
 
@@ -188,11 +192,79 @@ def score_labels(model, tokenizer, records: list[dict], prompt_cfg: PromptConfig
     return {"logp": logp, "prompt_tokens": np.array([len(p) for p in prompts]), "seconds": time.perf_counter() - t0}
 
 
+class CallStop(StoppingCriteria):
+    """Per-row stop once a generated call's parsed outcome can no longer change.
+
+    A row stops at eos (the trained format's end), at the close of its first complete JSON object
+    (``parse_action`` reads that object with ``raw_decode`` and ignores whatever follows), or as
+    soon as its text cannot start an object at all (any first character but ``{`` parses to no
+    call; see :func:`call_is_settled`). So a call is the one a full-budget generation would parse,
+    while a model that never emits eos (the frozen strong model) stops after the object or a few
+    wasted tokens instead of running out its ``max_new_tokens``. ``lengths[i]`` is the number of tokens row i generated.
+    """
+
+    def __init__(self, tokenizer, start: int, rows: int, eos: int):
+        self.tokenizer, self.start, self.eos = tokenizer, start, eos
+        self.lengths = [0] * rows
+        self.done = [False] * rows
+
+    def __call__(self, input_ids, scores=None, **kwargs) -> torch.BoolTensor:
+        new = input_ids[:, self.start:].tolist()
+        for i, row in enumerate(new):
+            if not self.done[i]:
+                self.lengths[i] = len(row)
+                self.done[i] = row[-1] == self.eos or call_is_settled(self.tokenizer.decode(row, skip_special_tokens=False))
+        return torch.tensor(self.done, device=input_ids.device)
+
+
+# Whitespace tolerated before a call's "{": training puts the object right after the label's
+# newline, but a pretrained zero-shot model may write " {" or "\\n{" (parse_action accepts both).
+# A longer run of it is a degenerate model repeating a blank token: an untrained one does that
+# to the end of its budget.
+MAX_LEADING_SPACE = 2
+
+
+def call_is_settled(text: str) -> bool:
+    """True once the call ``parse_action(label + "\\n" + text + more)`` reads is fixed whatever ``more``
+    is: a complete first JSON object, or a body whose first character cannot start one. One
+    approximation: more than :data:`MAX_LEADING_SPACE` leading whitespace characters also count
+    as settled (no call), although an object could in principle still follow them."""
+    body = text.lstrip()
+    if len(text) - len(body) > MAX_LEADING_SPACE:
+        return True
+    if not body:
+        return False
+    if body[0] != "{":
+        return True
+    try:
+        json.JSONDecoder().raw_decode(body)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _generate_batch(model, tokenizer, seqs: list[list[int]], pad: int, max_new_tokens: int, stop_early: bool):
+    """Greedy continuations of one batch: (generated ids per row, cut at its stop)."""
+    ids, mask = _pad(seqs, pad, _device(model))
+    eos = tokenizer.eos_token_id
+    stop = CallStop(tokenizer, ids.shape[1], len(seqs), eos)
+    extra = {"stopping_criteria": StoppingCriteriaList([stop])} if stop_early else {}
+    gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                         eos_token_id=eos, pad_token_id=pad, **extra)
+    rows = gen[:, ids.shape[1]:].cpu().tolist()
+    if stop_early:
+        return [row[:n] for row, n in zip(rows, stop.lengths)]
+    return [row[: row.index(eos) + 1] if eos in row else row for row in rows]
+
+
 @torch.inference_mode()
 def generate_calls(model, tokenizer, records: list[dict], labels: list[str], prompt_cfg: PromptConfig | None = None,
-                   max_new_tokens: int = 64, batch_size: int = 16, quiet: bool = False) -> dict:
+                   max_new_tokens: int = 64, batch_size: int = 16, quiet: bool = False, stop_early: bool = True) -> dict:
     """Greedy call generation after ``label + "\\n"`` for records whose label uses a tool.
 
+    Rows of similar prompt length are batched across decision points; each stops as soon as its
+    call is settled (:class:`CallStop`; ``stop_early=False``: at eos or the budget only, the
+    behaviour before it, kept for the benchmark's baseline).
     Returns ``{calls: [dict | None], gen_tokens: [n] int (0 where nothing was generated), seconds}``.
     """
     t0 = time.perf_counter()
@@ -204,21 +276,27 @@ def generate_calls(model, tokenizer, records: list[dict], labels: list[str], pro
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     seqs = {i: prompt_ids(tokenizer, records[i], prompt_cfg) + list(conts[labels[i]]) for i in todo}
     todo.sort(key=lambda i: len(seqs[i]))
-    dev = _device(model)
-    stop = tokenizer.eos_token_id  # the completion format ends with eos (trl appends it in training)
+    eos = tokenizer.eos_token_id  # the completion format ends with eos (trl appends it in training)
     for s in _batches(len(todo), batch_size, "generate calls", quiet):
         idx = todo[s: s + batch_size]
-        ids, mask = _pad([seqs[i] for i in idx], pad, dev)
-        gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=stop, pad_token_id=pad)
-        new = gen[:, ids.shape[1]:].cpu().tolist()
-        for i, row in zip(idx, new):
-            if stop in row:
-                row = row[: row.index(stop) + 1]
+        for i, row in zip(idx, _generate_batch(model, tokenizer, [seqs[i] for i in idx], pad, max_new_tokens, stop_early)):
             gen_tokens[i] = len(row)
-            text = tokenizer.decode([t for t in row if t != stop], skip_special_tokens=False)
+            text = tokenizer.decode([t for t in row if t != eos], skip_special_tokens=False)
             calls[i] = parse_action(labels[i] + "\n" + text)[1]
     return {"calls": calls, "gen_tokens": gen_tokens, "seconds": time.perf_counter() - t0}
+
+
+def call_token_budget(tokenizer, records: list[dict], cap: int, quantile: float = 0.99, margin: int = 16) -> int:
+    """``max_new_tokens`` for call generation sized from the gold calls of ``records`` (train):
+    the ``quantile`` of their generated-token lengths (JSON + eos, after ``label + "\\n"``) plus
+    ``margin``, at most ``cap``. The margin leaves room for a model's call to run a little longer
+    than the gold ones; only a call that never closes its JSON object ever reaches the budget."""
+    conts = dict(zip(LABELS, _continuations(tokenizer)))
+    lengths = [len(completion_ids(tokenizer, r["label"], gold_call(r))) + 1 - len(conts[r["label"]])
+               for r in records if uses_tool(r["label"]) and gold_call(r) is not None]
+    if not lengths:
+        return cap
+    return int(min(cap, np.ceil(np.quantile(lengths, quantile)) + margin))
 
 
 def sample_proposals(logp: np.ndarray, n: int, temperature: float = 1.0, seed: int = 0) -> list[list[int]]:
@@ -281,7 +359,7 @@ def verifier_scores(model, tokenizer, records: list[dict], proposals: list[tuple
 
 
 def predict_role(model, tokenizer, records: list[dict], prompt_cfg: PromptConfig | None = None, batch_size: int = 16,
-                 generate: bool = True, max_new_tokens: int = 64, quiet: bool = False) -> list[dict]:
+                 generate: bool = True, max_new_tokens: int = 64, quiet: bool = False, stop_early: bool = True) -> list[dict]:
     """One role's per-step predictions (DESIGN.md): ``{logp, pred, call, prompt_tokens, gen_tokens, seconds}``.
 
     ``seconds`` splits the measured wall time evenly: the batched scoring over all records, the
@@ -292,7 +370,7 @@ def predict_role(model, tokenizer, records: list[dict], prompt_cfg: PromptConfig
     n = max(len(records), 1)
     gen = {"calls": [None] * len(records), "gen_tokens": np.zeros(len(records), dtype=int), "seconds": 0.0}
     if generate:
-        gen = generate_calls(model, tokenizer, records, preds, prompt_cfg, max_new_tokens, batch_size, quiet)
+        gen = generate_calls(model, tokenizer, records, preds, prompt_cfg, max_new_tokens, batch_size, quiet, stop_early)
     n_gen = max(sum(uses_tool(p) for p in preds), 1)
     return [{"logp": res["logp"][i].tolist(), "pred": preds[i], "call": gen["calls"][i],
              "prompt_tokens": int(res["prompt_tokens"][i]), "gen_tokens": int(gen["gen_tokens"][i]),

@@ -136,3 +136,71 @@ def test_compile_scorer_gives_the_eager_scores_and_stays_out_of_the_state_dict(s
         compile_scorer(model, False)
     assert "_specact_compiled" not in model.__dict__
     np.testing.assert_allclose(compiled, eager, atol=1e-4)
+
+
+def test_call_is_settled_only_when_more_text_cannot_change_the_parsed_call():
+    from specact.prompts import parse_action
+    from specact.scoring import call_is_settled
+
+    assert not call_is_settled("") and not call_is_settled(" \n") and not call_is_settled('{"name": "cat", "argu')
+    assert call_is_settled("\n\n\n")  # a degenerate run of blanks (MAX_LEADING_SPACE = 2)
+    assert call_is_settled('{"name": "cat", "arguments": {}}') and call_is_settled("x") and call_is_settled(" [1")
+    for text in ('{"name": "cat", "arguments": {"file": "a"}}', "oops", ' \n{"name": "rm"}', "\n\n\n"):
+        assert call_is_settled(text)
+        assert parse_action("file_read\n" + text)[1] == parse_action("file_read\n" + text + '} {"name": "x"}\nmore')[1]
+
+
+@pytest.fixture(scope="module")
+def overfit(setup):
+    """A copy of the tiny model taught (Adam, full batch) to write the toy records' gold calls + eos:
+    its generations end at eos like a trained role's, so early stopping has something to agree with."""
+    import copy
+
+    from specact.prompts import completion_ids, gold_call
+
+    tok, model, _ = setup
+    model = copy.deepcopy(model).train()
+    recs = [r for r in make_records(8) if uses_tool(r["label"])]
+    seqs = [(prompt_ids(tok, r, PROMPT), completion_ids(tok, r["label"], gold_call(r)) + [tok.eos_token_id]) for r in recs]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = 0
+        for p, c in seqs:
+            logits = model(input_ids=torch.tensor([p + c])).logits[0, len(p) - 1: -1]
+            loss = loss + torch.nn.functional.cross_entropy(logits, torch.tensor(c))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), recs
+
+
+def test_early_stop_keeps_every_call_and_never_generates_more(setup, overfit):
+    """Stopping once a call is settled parses to the same call as generating to eos or the budget,
+    for the taught model (its calls end at eos) and the untrained one (it never emits eos)."""
+    tok, untrained, _ = setup
+    model, recs = overfit
+    labels = [r["label"] for r in recs]
+    for m, budget in ((model, 40), (untrained, 12)):
+        full = generate_calls(m, tok, recs, labels, PROMPT, max_new_tokens=budget, batch_size=3, quiet=True, stop_early=False)
+        early = generate_calls(m, tok, recs, labels, PROMPT, max_new_tokens=budget, batch_size=3, quiet=True)
+        assert early["calls"] == full["calls"]
+        assert all(0 < e <= f for e, f in zip(early["gen_tokens"], full["gen_tokens"]))
+    from specact.prompts import gold_call
+
+    taught = generate_calls(model, tok, recs, labels, PROMPT, max_new_tokens=40, batch_size=3, quiet=True, stop_early=False)
+    assert taught["calls"] == [gold_call(r) for r in recs] and max(taught["gen_tokens"]) < 40  # it did end at eos
+    assert max(early["gen_tokens"]) < 12 == max(full["gen_tokens"])  # untrained: budget spent, unless stopped
+
+
+def test_call_token_budget_covers_the_gold_calls_and_is_capped(setup):
+    from specact.prompts import completion_ids, gold_call
+    from specact.scoring import call_token_budget
+
+    tok, _, _ = setup
+    recs = make_records(12)
+    conts = dict(zip(LABELS, label_continuations(tok)))
+    gold = [len(completion_ids(tok, r["label"], gold_call(r))) + 1 - len(conts[r["label"]]) for r in recs if uses_tool(r["label"])]
+    assert call_token_budget(tok, recs, cap=500, margin=0, quantile=1.0) == max(gold)
+    assert call_token_budget(tok, recs, cap=500, margin=5) >= max(gold) + 4
+    assert call_token_budget(tok, recs, cap=3) == 3
+    assert call_token_budget(tok, [r for r in recs if not uses_tool(r["label"])], cap=64) == 64
