@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from specact.configurations import NAMES
+
 
 def _help(text: str, **kw):
     return field(metadata={"help": text}, **kw)
@@ -123,12 +125,13 @@ class EvalConfig:
     """Evaluation of one speculative configuration (the eval notebook runs once per configuration)."""
 
     split: str = _help("Split reported (thresholds are always chosen on dev).", default="test")
-    n_samples: int = _help("E: proposals sampled per step.", default=3)
-    sample_temperature: float = _help("E: temperature of the proposal sampling.", default=1.0)
+    n_samples: int = _help("E: proposals per step (the proposer's top-N distinct labels at temperature 0).", default=3)
+    sample_temperature: float = _help("E: temperature of the proposal sampling; 0 = the proposer's top-N distinct labels (random draws were below B: issue 13).", default=0.0)
     target_accept_precision: float = _help("D/E operating point: the lowest dev threshold whose accept precision reaches this.", default=0.9)
     cost_strong: float = _help("Nominal cost of one strong-model call.", default=1.0)
     cost_cheap: float = _help("Nominal cost of one cheap-proposer call.", default=0.15)
-    cost_verifier: float = _help("Nominal cost of one verifier call.", default=0.05)
+    cost_verifier: float = _help("Nominal cost of one verifier call, used only when verifier_cost_measured is off.", default=0.05)
+    verifier_cost_measured: bool = _help("Price a verifier call at its measured FLOPs over a strong call's (from the prediction rows) instead of cost_verifier: it reads the whole prompt, so 0.05 understated it ~3x (issue 13).", default=True)
     bootstrap: int = _help("Bootstrap resamples for 95% intervals.", default=1000)
     batch_size: int = _help("Decision points per forward batch.", default=16)
     max_examples: int = _help("Evaluate at most this many decision points per split (0 = all; a seeded subsample, whole trajectories).", default=0)
@@ -142,7 +145,7 @@ class StudyConfig:
 
     run_id: str = _help("Run id: artifacts go to runs/<run_id>/, executed notebooks to reports/<run_id>/.", default="default")
     seed: int = _help("Seed for data generation, splits, training and bootstrap.", default=0)
-    configurations: list = _help("Configurations evaluated, each by one execution of the eval notebook.", default_factory=lambda: ["A", "A_frozen", "B", "C", "D", "E"])
+    configurations: list = _help("Configurations evaluated, each by one execution of the eval notebook (names and order: specact.configurations.NAMES; one whose role the predictions lack is skipped).", default_factory=lambda: list(NAMES))
     prompt: PromptConfig = _help("The prompt builder (shared by all roles).", default_factory=PromptConfig)
     data: DataConfig = _help("Data stage.", default_factory=DataConfig)
     proposer: TrainConfig = _help("Cheap proposer training.", default_factory=TrainConfig)
@@ -151,7 +154,7 @@ class StudyConfig:
     eval: EvalConfig = _help("Evaluation.", default_factory=EvalConfig)
 
 
-CONFIGURATIONS = ("A", "A_frozen", "B", "C", "D", "E")
+CONFIGURATIONS = NAMES  # the one registry: specact.configurations
 
 
 class ParamsError(ValueError):

@@ -1,20 +1,23 @@
-"""Cost accounting, dev-only thresholds and the oracle / random references of specact.cascade."""
+"""The configuration table, cost accounting, dev-only thresholds and the oracle / random
+references (specact.configurations, specact.deferral, specact.thresholds, specact.predictions)."""
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import synthetic_predictions
 
-from specact.cascade import (
-    choose_threshold,
-    run_all,
-    run_configuration,
-    synthetic_predictions,
-    threshold_sweep,
-    two_by_two,
-)
+from specact import config, configurations
 from specact.config import EvalConfig
+from specact.deferral import run_all, run_configuration, two_by_two
+from specact.thresholds import choose, threshold_sweep
 
-CFG = EvalConfig()  # nominal prices 1.0 / 0.15 / 0.05
+CFG = EvalConfig(verifier_cost_measured=False)  # nominal prices 1.0 / 0.15 / 0.05
+
+
+def choose_threshold(dev, target=0.9, name="D"):
+    return choose(dev, name, dataclasses.replace(CFG, target_accept_precision=target))
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +120,7 @@ def test_threshold_fallback_when_target_unreachable(syn):
 
 def test_oracle_ceiling_and_random_closed_form(syn):
     dev, test, roles = syn
-    sweep = threshold_sweep(test, roles, CFG, "D")
+    sweep = threshold_sweep(test, roles, CFG, "D", "verifier")
     oracle = run_configuration("oracle", test, roles, CFG)
     assert oracle.accuracy >= sweep["accuracy"].max()
     assert oracle.accuracy == pytest.approx(two_by_two(test)["oracle_accuracy"])
@@ -135,11 +138,11 @@ def test_oracle_ceiling_and_random_closed_form(syn):
 
 def test_sweep_rows_equal_runs(syn):
     _, test, roles = syn
-    for config in ("D", "E"):
-        sweep = threshold_sweep(test, roles, CFG, config)
+    for config, signal in (("D", "verifier"), ("E", "verifier"), ("D_conf", "conf_margin"), ("E", "proposer")):
+        sweep = threshold_sweep(test, roles, CFG, config, signal)
         assert sweep["accept_rate"].iloc[-1] == 0 and sweep["accept_rate"].iloc[0] == 1
         for _, row in sweep.iloc[[3, len(sweep) // 2]].iterrows():
-            s = run_configuration(config, test, roles, CFG, threshold=row.threshold).summary()
+            s = run_configuration(config, test, roles, CFG, threshold=row.threshold, signal=signal).summary()
             for k in ("accuracy", "nominal_cost", "measured_cost", "accept_rate", "accept_precision"):
                 assert row[k] == pytest.approx(s[k])
 
@@ -170,3 +173,76 @@ def test_dataframe_input_with_missing_fields(syn):
         assert np.allclose(a["nominal_cost"], b["nominal_cost"])
     e = run_configuration("E", df, roles, CFG, threshold=0.0).steps
     assert not e["accepted"].iloc[:5].any() and e["accepted"].iloc[5:].all()  # nothing to accept without samples
+
+
+# ---------------------------------------------------------------- the table, new signals, prices
+def test_one_registry_of_names():
+    assert config.CONFIGURATIONS is configurations.NAMES
+    assert config.StudyConfig().configurations == list(configurations.NAMES)
+    assert {"D_conf", "linear", "oracle", "random"} <= set(configurations.NAMES)
+    assert set(configurations.THRESHOLDED) == {"D", "D_conf", "E"}
+
+
+def test_run_all_covers_every_name_the_rows_support(syn):
+    dev, test, roles = syn
+    res, choices = run_all(dev, test, roles, CFG)
+    assert list(res) == [n for n in configurations.NAMES if n != "linear"]  # no linear role in these rows
+    with_linear = [dict(r, linear={"pred": r["label"], "logp": r["cheap"]["logp"]}) for r in test]
+    lin = run_all(dev, with_linear, roles, CFG)[0]["linear"]
+    assert lin.accuracy == 1.0 and (lin.steps["nominal_cost"] == 0).all() and (lin.steps["measured_cost"] == 0).all()
+
+
+def test_d_conf_cost_identity(syn):
+    dev, test, roles = syn
+    ch = choose(dev, "D_conf", CFG)
+    assert ch.signal in ("conf_top", "conf_margin") and ch.rule == "target"
+    r = run_configuration("D_conf", test, roles, CFG, threshold=ch.threshold, signal=ch.signal)
+    acc = r.steps["accepted"].astype(float).to_numpy()
+    assert 0 < acc.mean() < 1
+    assert r.steps["nominal_cost"].to_numpy() == pytest.approx(0.15 + (1 - acc) * 1.0)  # no verifier call
+    b, a = run_configuration("B", test, roles, CFG), run_configuration("A", test, roles, CFG)
+    want = b.steps["measured_flops"].to_numpy() + (1 - acc) * a.steps["measured_flops"].to_numpy()
+    assert r.steps["measured_flops"].to_numpy() == pytest.approx(want)
+
+
+def test_verifier_priced_at_its_measured_flops(syn):
+    _, test, roles = syn
+    d = run_configuration("D", test, roles, EvalConfig(), threshold=0.5)
+    ver = sum(r["verifier_cheap"]["tokens"] for r in test) * roles["verifier"]["flops_per_token"]
+    strong = sum(r["strong"]["prompt_tokens"] + r["strong"]["gen_tokens"] for r in test) * roles["strong"]["flops_per_token"]
+    assert d.meta["verifier_price"] == pytest.approx(ver / strong)
+    acc = d.steps["accepted"].astype(float).to_numpy()
+    assert d.steps["nominal_cost"].to_numpy() == pytest.approx(0.15 + ver / strong + (1 - acc))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_e_not_below_b_when_the_signal_informs(seed):
+    test, roles = synthetic_predictions(300, seed=10 + seed)
+    dev, _ = synthetic_predictions(300, seed=20 + seed)
+    res, ch = run_all(dev, test, roles, EvalConfig())
+    assert res["E"].accuracy >= res["B"].accuracy
+    # E's candidates hold the cheap proposal (top-1), so a pick is never worse-informed than D's
+    assert all(r["samples"][0]["label"] == r["cheap"]["pred"] for r in test)
+
+
+def test_e_rejects_everything_when_below_b_on_dev():
+    def rows(seed):  # the verifier points the wrong way, no proposer scores: E's picks lose to B
+        rs, roles = synthetic_predictions(300, seed=seed, p_strong=0.3, separation=-3.0)
+        return [dict(r, cheap={k: v for k, v in r["cheap"].items() if k != "logp"}) for r in rs], roles
+
+    (dev, roles), (test, _) = rows(1), rows(0)
+    ch = choose(dev, "E", CFG)
+    assert ch.signal == "verifier" and ch.rule == "below_B" and ch.threshold == np.inf
+    e = run_configuration("E", test, roles, CFG, threshold=ch.threshold, signal=ch.signal)
+    assert e.accept_rate == 0 and e.accuracy == run_configuration("A", test, roles, CFG).accuracy
+    # the same rows with the proposer's scores: E may pick the proposer's top label and equal B
+    full, _ = synthetic_predictions(300, seed=1, p_strong=0.3, separation=-3.0)
+    assert choose(full, "E", CFG).signal == "proposer"
+
+
+def test_strict_metric_has_its_own_threshold(syn):
+    dev, test, roles = syn
+    t_type, t_strict = choose(dev, "D", CFG), choose(dev, "D", CFG, judge="strict")
+    assert t_strict.judge == "strict" and t_strict.threshold >= t_type.threshold
+    s = run_configuration("A", test, roles, CFG).summary()
+    assert s["accuracy_strict"] <= s["accuracy"]

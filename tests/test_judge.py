@@ -36,3 +36,25 @@ def test_pairs_follow_a_patched_judge(monkeypatch):
     assert pairs.crossfit_pairs([REC], preds)[0]["accept"] == 0
     monkeypatch.setattr(judge, "proposal_correct", lambda record, label, call=None: True)
     assert pairs.crossfit_pairs([REC], preds)[0]["accept"] == 1
+
+
+def test_metrics_thresholds_and_signals_follow_a_patched_judge(monkeypatch):
+    """Accuracy, accept precision, the dev threshold and the AUROC truth all come from the judge."""
+    from helpers import synthetic_predictions
+
+    from specact.config import EvalConfig
+    from specact.deferral import run_configuration, signal_table
+    from specact.thresholds import choose
+
+    rows, roles = synthetic_predictions(120, seed=0)
+    cfg = EvalConfig(verifier_cost_measured=False)
+    before = run_configuration("B", rows, roles, cfg).accuracy
+    assert 0 < before < 1
+    monkeypatch.setattr(judge, "proposal_correct", lambda record, label, call=None: True)
+    assert run_configuration("B", rows, roles, cfg).accuracy == 1.0
+    ch = choose(rows, "D", cfg)
+    assert ch.dev_accept_precision == 1.0 and ch.threshold == min(r["verifier_cheap"]["prob"] for r in rows)
+    right, _ = signal_table(rows)["verifier"]
+    assert right.all()
+    d = run_configuration("D", rows, roles, cfg, threshold=0.5)
+    assert d.accept_precision == 1.0

@@ -20,6 +20,7 @@ from specact.actions import LABELS, TOOL_LABELS
 from specact.data import bfcl, synthetic
 from specact.judge import judge_fn, proposal_correct, proposal_correct_strict
 from specact.prompts import gold_call
+from specact.records import validate_record
 
 
 def is_correct(record: dict, label: str | None, call: dict | None, match: str = "name") -> bool:
@@ -257,12 +258,10 @@ def verifier_pairs_dataset(decisions, negatives_per_positive: int = 2, seed: int
     """
     from datasets import DatasetDict
 
-    from specact.data.build import to_records
-
     def split_pairs(split, preds):
         lp = {p["id"]: p["logp"] for p in preds or [] if p.get("logp") is not None}
         part = decisions[split]
-        recs = part if isinstance(part, list) else to_records(part)
+        recs = part if isinstance(part, list) else [validate_record(json.loads(x)) for x in part["record"]]
         rec_json = None if isinstance(part, list) else part["record"]
         w = synthetic_weight if preds else 1.0
         rows = make_verifier_pairs(recs, negatives_per_positive, seed, rec_json, judge, lp, w)
