@@ -1,10 +1,14 @@
-"""Tables, figures and the written report of one study run.
+"""Tables, figures, provenance and the written report of one study run.
 
-Every function takes the :class:`~specact.cascade.StepResults` of the configurations (or the
-table built from them) and returns a DataFrame or a matplotlib ``Figure``, so the report
-notebook can show each one inline and then hand them all to :func:`write_report`. Figures
-are built with ``matplotlib.figure.Figure`` rather than pyplot: nothing is drawn twice in a
-notebook and no global figure state leaks between cells.
+Every function takes the :class:`~specact.deferral.StepResults` of the configurations found
+on disk (or the table built from them) and returns a DataFrame or a matplotlib ``Figure``; the
+configurations come from the results, ordered by :mod:`specact.configurations`. Figures are
+built with ``matplotlib.figure.Figure`` rather than pyplot (no global figure state between
+cells) and shown with :func:`specact.nbutil.show`, which draws them as inline PNGs: a bare
+``Figure`` has no image representation in IPython and would print as ``<Figure size ...>``.
+Tables are shown with :func:`show_table` (HTML in the notebook, Markdown in ``report.md``).
+:func:`publish` renders the executed report notebook as ``report.html`` and ``report.md``
+(nbconvert, code hidden, cells tagged ``hide`` removed), so the two never drift apart.
 """
 
 from __future__ import annotations
@@ -18,17 +22,148 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from statsmodels.stats.proportion import proportion_confint
 
 from specact.actions import LABELS
 from specact.cascade import StepResults, pareto_hull
-from specact.stats import add_baseline_ratios, bootstrap_ci, macro_f1, mcnemar, paired_bootstrap_diff
+
+from specact.stats import (
+    add_baseline_ratios,
+    bootstrap_ci,
+    cost_to_reach,
+    frontier_auc,
+    macro_f1,
+    mcnemar,
+    paired_bootstrap_diff,
+)
 
 ALPHA = 0.05  # significance level of every statement in the written finding
-ORDER = ("A", "A_frozen", "B", "C", "D", "E", "oracle", "random")
+ORDER = ("A", "A_frozen", "B", "linear", "C", "D", "D_conf", "E", "oracle", "random")  # fallback order
+# What each configuration is, for the reader of a table (the registry's own text wins when it has one).
+DESCRIBE = {"A": "strong, fine-tuned", "A_frozen": "strong, zero-shot", "B": "cheap proposer only",
+            "linear": "TF-IDF + logistic regression", "C": "strong model verifies", "D": "learned verifier",
+            "D_conf": "proposer confidence", "E": "N samples, verifier picks", "oracle": "perfect verifier: the ceiling",
+            "random": "random acceptance at D's rate"}
 
 
-def _ordered(results: dict) -> list[str]:
-    return [c for c in ORDER if c in results] + [c for c in results if c not in ORDER]
+def _registry() -> list[str]:
+    """Configuration names in the order of ``specact.configurations.CONFIGURATIONS`` when it exists."""
+    try:
+        from specact.configurations import CONFIGURATIONS
+    except ImportError:
+        return list(ORDER)
+    return list(CONFIGURATIONS) + [c for c in ("oracle", "random") if c not in CONFIGURATIONS]
+
+
+def describe(name: str) -> str:
+    """``D: learned verifier``: the name plus what it runs."""
+    try:
+        from specact.configurations import CONFIGURATIONS
+        rule = CONFIGURATIONS.get(name) if hasattr(CONFIGURATIONS, "get") else None
+        text = getattr(rule, "description", None) or (rule.get("description") if isinstance(rule, dict) else None)
+    except ImportError:
+        text = None
+    text = text or DESCRIBE.get(name)
+    return f"{name}: {text}" if text else name
+
+
+def _ordered(results) -> list[str]:
+    reg = _registry()
+    return [c for c in reg if c in results] + [c for c in results if c not in reg]
+
+
+# ---------------------------------------------------------------- reading a run's results
+REPORTED_SPLITS = ("test", "ood", "dev")  # shown side by side in this order; dev only chooses thresholds
+
+
+def find_splits(eval_root: str | Path) -> dict[str, Path]:
+    """``{split: folder}`` of every ``<eval_root>/<split>/`` holding at least one configuration's
+    results (``<config>/metrics.json``), test and ood first. ``eval_root`` may also be one split's
+    folder (``eval/test``): its parent is searched."""
+    root = Path(eval_root)
+    if (root / "metrics.json").is_file() or root.name in REPORTED_SPLITS:
+        root = root.parent
+    found = {d.name: d for d in sorted(root.iterdir()) if d.is_dir() and any(d.glob("*/metrics.json"))} if root.is_dir() else {}
+    return {k: found[k] for k in [s for s in REPORTED_SPLITS if s in found] + [s for s in found if s not in REPORTED_SPLITS]}
+
+
+def load_split(split_dir: str | Path) -> dict[str, StepResults]:
+    """Every configuration whose per-step results (``steps.jsonl`` + ``metrics.json``) the folder
+    holds, in the registry's order: the configurations come from the results, not from a list."""
+    from specact.evaluate import load_steps
+
+    d = Path(split_dir)
+    names = [c.name for c in sorted(d.iterdir()) if (c / "metrics.json").is_file() and (c / "steps.jsonl").is_file()]
+    return {n: load_steps(d / n) for n in _ordered(names)}
+
+
+def prediction_rows(eval_dir: str | Path, split: str) -> list[dict]:
+    """The per-step prediction rows of ``split`` ([] when none were written): ``<eval>/<split>/
+    predictions.jsonl`` or ``<eval>/predictions_<split>.jsonl``, also beside a split folder."""
+    d = Path(eval_dir)
+    roots = [d, d.parent] if d.name in REPORTED_SPLITS else [d]
+    for root in roots:
+        for cand in (root / split / "predictions.jsonl", root / f"predictions_{split}.jsonl",
+                     *[root / s / f"predictions_{split}.jsonl" for s in REPORTED_SPLITS]):
+            if cand.is_file():
+                return [json.loads(line) for line in cand.read_text().splitlines() if line.strip()]
+    legacy = d / "predictions.jsonl"  # the old layout: eval/test/predictions.jsonl is the test split
+    return [json.loads(x) for x in legacy.read_text().splitlines() if x.strip()] if d.name == split and legacy.is_file() else []
+
+
+def reference_points(results: dict, rows: list[dict], roles: dict, cfg) -> dict:
+    """Add random acceptance at D's rate and the oracle cascade when the eval stage did not write
+    them (older runs evaluated only A-E); results that exist are kept as they are."""
+    from specact import cascade
+
+    if "D" not in results or not rows or not hasattr(cascade, "run_configuration"):
+        return results
+    out = dict(results)
+    if "random" not in out:
+        out["random"] = cascade.run_configuration("random", rows, roles, cfg, accept_rate=results["D"].accept_rate)
+    if "oracle" not in out:
+        out["oracle"] = cascade.run_configuration("oracle", rows, roles, cfg)
+    return {n: out[n] for n in _ordered(out)}
+
+
+def threshold_sweeps(rows: list[dict], roles: dict, cfg, names) -> dict[str, pd.DataFrame]:
+    """Accuracy and cost at every threshold of each thresholded configuration in ``names``."""
+    from specact import cascade
+
+    if not rows:
+        return {}
+    try:  # the registry's engine: one sweep per configuration, on its first deferral signal
+        from specact.configurations import CONFIGURATIONS
+        from specact.thresholds import threshold_sweep
+        return {n: threshold_sweep(rows, roles, cfg, n, CONFIGURATIONS[n].signals[0]) for n in names
+                if n in CONFIGURATIONS and CONFIGURATIONS[n].accept == "threshold"}
+    except ImportError:
+        return {n: cascade.threshold_sweep(rows, roles, cfg, n) for n in names if n in ("D", "E")}
+
+
+def verifier_quality(rows: list[dict], n_resamples: int = 1000, seed: int = 0) -> dict | None:
+    """AUROC (with 95% interval) and reliability of the verifier's probability that the cheap
+    model's top proposal is right (judged by :func:`specact.judge.proposal_correct`)."""
+    from specact.judge import proposal_correct
+    from specact.stats import auroc, reliability
+
+    rows = [r for r in rows if isinstance(r.get("verifier_cheap"), dict)]
+    if not rows:
+        return None
+    y = [proposal_correct(r, r["cheap"]["pred"], r["cheap"].get("call")) for r in rows]
+    p = [r["verifier_cheap"]["prob"] for r in rows]
+    return {"auroc": auroc(y, p, n_resamples=n_resamples, seed=seed), "reliability": reliability(y, p)}
+
+
+def threshold_choices(split_dir: str | Path, results: dict) -> dict:
+    """The dev-chosen operating point of each thresholded configuration, as its eval stage saved it."""
+    out = {}
+    for name, res in results.items():
+        extra = Path(split_dir) / name / "extra.json"
+        choice = json.loads(extra.read_text()).get("choice") if extra.is_file() else (res.meta or {}).get("choice")
+        if choice:
+            out[name] = choice
+    return out
 
 
 # ---------------------------------------------------------------- tables
@@ -64,33 +199,121 @@ def config_table(results: dict[str, StepResults], base: dict | None = None, n_re
     return df[[c for c in cols if c in df.columns]]
 
 
+def _nan(x) -> bool:
+    return x is None or (isinstance(x, (float, np.floating)) and not math.isfinite(x))
+
+
 def _f(x, nd=3) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+    return "–" if _nan(x) else f"{x:.{nd}f}"
 
 
-def format_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Display version of :func:`config_table`: intervals as ``x [lo, hi]`` strings."""
-    out = pd.DataFrame({"config": df["config"]})
-    out["accuracy [95% CI]"] = [f"{_f(a)} [{_f(lo)}, {_f(hi)}]" for a, lo, hi in
-                                zip(df["accuracy"], df["accuracy_lo"], df["accuracy_hi"])]
-    out["nominal cost [95% CI]"] = [f"{_f(a, 2)} [{_f(lo, 2)}, {_f(hi, 2)}]" for a, lo, hi in
-                                    zip(df["nominal_cost"], df["nominal_cost_lo"], df["nominal_cost_hi"])]
-    for col, nd in (("macro_f1", 3), ("tool_name_acc", 3), ("call_exact", 3), ("accept_rate", 3),
-                    ("accept_precision", 3), ("acc_rejected", 3), ("measured_cost", 2), ("seconds", 3),
-                    ("x_random", 2), ("x_majority", 2), ("threshold", 3)):
-        if col in df:
-            out[col] = [_f(v, nd) for v in df[col]]
-    for col in ("p_vs_B", "p_vs_A"):
-        if col in df:
-            out[col] = ["–" if pd.isna(p) else (f"{p:.2g}" if p >= 1e-4 else "<1e-4") for p in df[col]]
+def _pct(x, nd=1, sign=False) -> str:
+    """A share as a percentage for reading (``0.5775`` -> ``57.8%``); ``–`` for a missing value."""
+    if _nan(x):
+        return "–"
+    return f"{100 * x:+.{nd}f}" if sign else f"{100 * x:.{nd}f}%"
+
+
+def _ci(a, lo, hi, nd=1) -> str:
+    """``57.8% [53.2, 63.0]``: a share and its interval in percent."""
+    if _nan(a):
+        return "–"
+    return _pct(a, nd) if _nan(lo) else f"{100 * a:.{nd}f}% [{100 * lo:.{nd}f}, {100 * hi:.{nd}f}]"
+
+
+def _p(p) -> str:
+    return "–" if _nan(p) else ("<0.001" if p < 1e-3 else f"{p:.2g}")
+
+
+def headline_table(table: pd.DataFrame, ood: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The results-section table (at most 9 columns): configuration, accuracy [95% CI], measured and
+    nominal cost, accept rate, accept precision, McNemar p vs A and vs B; with ``ood`` (the same
+    :func:`config_table` on the held-out domains) its accuracy sits beside the test accuracy."""
+    def acc(t):
+        return [_ci(a, lo, hi) for a, lo, hi in zip(t["accuracy"], t["accuracy_lo"], t["accuracy_hi"])]
+
+    out = pd.DataFrame({"configuration": [describe(c) for c in table["config"]]})
+    out["accuracy, test [95% CI]" if ood is not None else "accuracy [95% CI]"] = acc(table)
+    if ood is not None:
+        o = ood.set_index("config").reindex(table["config"]).reset_index()
+        out["accuracy, ood [95% CI]"] = acc(o)
+    out["measured cost (A = 1)"] = [_f(v, 2) for v in table["measured_cost"]]
+    out["nominal cost"] = [_f(v, 2) for v in table["nominal_cost"]]
+    out["accept rate"] = [_pct(v, 0) for v in table["accept_rate"]]
+    out["accept precision"] = [_f(v, 2) for v in table["accept_precision"]]
+    out["p vs A"] = [_p(v) for v in table.get("p_vs_A", [np.nan] * len(table))]
+    out["p vs B"] = [_p(v) for v in table.get("p_vs_B", [np.nan] * len(table))]
     return out
 
 
+def frontier_summary(table: pd.DataFrame, sweeps: dict[str, pd.DataFrame], fractions=(0.5, 0.8, 0.95)) -> pd.DataFrame:
+    """Per threshold sweep (D, E, ...): APGR and the nominal cost of closing 50/80/95% of B→A.
+
+    APGR (average performance gap recovered) is the mean, over nominal costs from B's to A's,
+    of the best accuracy any threshold reaches at that cost (A and B's points included), as a
+    share of the gap from B's accuracy (0) to A's (1). NaN where A or B is missing.
+    """
+    t = table.set_index("config")
+    if not ({"A", "B"} <= set(t.index)) or not sweeps:
+        return pd.DataFrame()
+    lo, hi = t.loc["B", "nominal_cost"], t.loc["A", "nominal_cost"]
+    acc_b, acc_a = t.loc["B", "accuracy"], t.loc["A", "accuracy"]
+    pts = t.loc[["A", "B"], ["nominal_cost", "accuracy"]]
+    rows = []
+    for name, sw in sweeps.items():
+        curve = pd.concat([sw[["nominal_cost", "accuracy"]], pts])
+        mean_best = frontier_auc(curve, lo, hi)
+        gap = acc_a - acc_b
+        row = {"config": name, "mean_best_accuracy": mean_best,
+               "apgr": (mean_best - acc_b) / gap if abs(gap) > 1e-12 else np.nan}
+        row.update({f"cost_to_{int(100 * f)}pct": cost_to_reach(curve, f, acc_b, acc_a) for f in fractions})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def appendix_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Every measure of :func:`config_table` for reading: intervals folded into ``x [lo, hi]``,
+    3 decimals, p-values to 2 significant figures, ``–`` for what does not apply."""
+    out = table.copy()
+    for col in ("accuracy", "nominal_cost"):
+        if f"{col}_lo" in out:
+            out[col] = [_f(a, 3) if _nan(lo) else f"{a:.3f} [{lo:.3f}, {hi:.3f}]"
+                        for a, lo, hi in zip(out[col], out[f"{col}_lo"], out[f"{col}_hi"])]
+            out = out.drop(columns=[f"{col}_lo", f"{col}_hi"])
+    for col in out.columns:
+        if col.startswith("p_vs_"):
+            out[col] = [_p(v) for v in out[col]]
+        elif pd.api.types.is_float_dtype(out[col]):
+            out[col] = [_f(v, 3) for v in out[col]]
+    return out.rename(columns=lambda c: c.replace("_", " "))
+
+
 def per_source_table(results: dict[str, StepResults]) -> pd.DataFrame:
-    """Accuracy of each configuration on each data source (long format)."""
-    parts = [r.steps.assign(config=n, correct=r.steps["correct"].astype(float)) for n, r in results.items()]
+    """Accuracy of each configuration on each data source (long format) with its 95% Wilson interval.
+
+    The source is the step's ``domain`` where the rows carry one (e.g. ``bfcl:GorillaFileSystem``),
+    else its ``source``. Random acceptance's "correct" is an expectation; its interval treats the
+    expected count as observed.
+    """
+    parts = []
+    for n, r in results.items():
+        s = r.steps
+        key = s["domain"] if "domain" in s and s["domain"].notna().all() else s["source"]
+        parts.append(pd.DataFrame({"config": n, "source": key.astype(str), "correct": s["correct"].astype(float)}))
     d = pd.concat(parts, ignore_index=True)
-    return d.groupby(["config", "source"], sort=False)["correct"].agg(accuracy="mean", n="size").reset_index()
+    g = d.groupby(["config", "source"], sort=False)["correct"].agg(accuracy="mean", hits="sum", n="size").reset_index()
+    lo, hi = proportion_confint(g["hits"].to_numpy(float), g["n"].to_numpy(float), alpha=ALPHA, method="wilson")
+    return g.assign(accuracy_lo=lo, accuracy_hi=hi).drop(columns="hits")
+
+
+def per_source_grid(per_source: pd.DataFrame) -> pd.DataFrame:
+    """Source x configuration grid for reading: ``58% [49, 66]`` cells, sources labelled with n."""
+    cell = [_ci(a, lo, hi, 0) for a, lo, hi in zip(per_source["accuracy"], per_source["accuracy_lo"], per_source["accuracy_hi"])]
+    n = per_source.groupby("source", sort=False)["n"].max()
+    grid = per_source.assign(cell=cell).pivot(index="source", columns="config", values="cell")
+    grid = grid.reindex(index=list(n.index), columns=list(dict.fromkeys(per_source["config"])))
+    grid.index = [f"{s} (n={n[s]})" for s in grid.index]
+    return grid.rename_axis("source (steps)").rename_axis(None, axis=1).fillna("–").reset_index()
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -102,85 +325,148 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 
 # ---------------------------------------------------------------- figures
+def _palette(names) -> dict:
+    """One fixed colour per configuration, in table order, so every figure agrees."""
+    names = list(dict.fromkeys(names))
+    return dict(zip(names, sns.color_palette("tab10", max(len(names), 1))))
+
+
+def _place_labels(ax, pts: list[tuple[str, float, float]], min_dx: float = 0.09, min_dy: float = 0.05) -> None:
+    """Direct labels beside points, nudged vertically (in axes fractions) until none overlap.
+
+    A simple greedy stand-in for adjustText: points are labelled top to bottom and a label
+    moves down by one line while it collides with one already placed; a moved label gets a
+    thin leader line back to its point.
+    """
+    to_axes = ax.transData + ax.transAxes.inverted()
+    placed: list[tuple[float, float]] = []
+    for name, x, y in sorted(pts, key=lambda p: -p[2]):
+        px, py = to_axes.transform((x, y))
+        lx, ly = px + 0.015, py + 0.02
+        while any(abs(lx - qx) < min_dx and abs(ly - qy) < min_dy for qx, qy in placed):
+            ly -= min_dy
+        placed.append((lx, ly))
+        moved = abs(ly - py - 0.02) > 1e-9
+        ax.annotate(name, (x, y), xytext=(lx, ly), textcoords="axes fraction", fontsize=9, va="center",
+                    arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6} if moved else None)
+
+
+def _sweep_lines(ax, sweeps: dict, x: str, pal: dict) -> None:
+    for name, sw in (sweeps or {}).items():
+        sw = sw.sort_values(x)
+        ax.plot(sw[x], sw["accuracy"], ":", lw=0.8, alpha=0.6, color=pal.get(name, "k"), label=f"{name}: every threshold")
+        hull = pareto_hull(sw, x=x)
+        ax.plot(hull[x], hull["accuracy"], drawstyle="steps-post", color=pal.get(name, "k"), lw=2,
+                label=f"{name}: Pareto frontier")
+        if name == "D" and "accept_rate" in sw:
+            ends = sw.loc[[sw["accept_rate"].idxmax(), sw["accept_rate"].idxmin()]]
+            ax.plot(ends[x], ends["accuracy"], "--", color="grey", lw=1, label="random acceptance, any rate")
+
+
 def frontier_figure(table: pd.DataFrame, sweeps: dict[str, pd.DataFrame] | None = None) -> Figure:
     """Accuracy vs nominal cost (left) and measured cost (right).
 
     Each sweep (D, E) is drawn with its Pareto frontier; every configuration is a point with
-    its 95% accuracy interval (and nominal-cost interval). The dashed segment joining a D
-    sweep's accept-all and accept-none ends is random acceptance at every rate: in
-    expectation both accuracy and cost are linear in the accept rate.
+    its 95% accuracy interval (and nominal-cost interval), labelled directly beside the point
+    (no legend entry per configuration). The dashed segment joining a D sweep's accept-all and
+    accept-none ends is random acceptance at every rate: in expectation both accuracy and cost
+    are linear in the accept rate.
     """
-    fig = Figure(figsize=(13, 5), layout="constrained")
-    pal = dict(zip(ORDER, sns.color_palette("tab10", len(ORDER))))
+    fig = Figure(figsize=(12, 5), layout="constrained")
+    pal = _palette(table["config"])
+    units = {"nominal_cost": "nominal cost per step (strong call = 1)", "measured_cost": "measured cost per step (FLOPs, A = 1)"}
     for ax, x in zip(fig.subplots(1, 2), ("nominal_cost", "measured_cost")):
-        for name, sw in (sweeps or {}).items():
-            sw = sw.sort_values(x)
-            ax.plot(sw[x], sw["accuracy"], ":", lw=0.8, alpha=0.5, color=pal.get(name), label=f"{name}: every threshold")
-            hull = pareto_hull(sw, x=x)
-            ax.plot(hull[x], hull["accuracy"], drawstyle="steps-post", color=pal.get(name), lw=2, label=f"{name}: Pareto frontier")
-            if name == "D":
-                ends = sw.loc[[sw["accept_rate"].idxmax(), sw["accept_rate"].idxmin()]]
-                ax.plot(ends[x], ends["accuracy"], "--", color="grey", lw=1, label="random accept (any rate)")
-        for _, r in table.iterrows():
-            yerr = [[r["accuracy"] - r["accuracy_lo"]], [r["accuracy_hi"] - r["accuracy"]]]
+        _sweep_lines(ax, sweeps, x, pal)
+        pts = []
+        for _, r in table.dropna(subset=[x, "accuracy"]).iterrows():
+            yerr = [[r["accuracy"] - r["accuracy_lo"]], [r["accuracy_hi"] - r["accuracy"]]] if np.isfinite(r["accuracy_lo"]) else None
             xerr = ([[r[x] - r["nominal_cost_lo"]], [r["nominal_cost_hi"] - r[x]]]
-                    if x == "nominal_cost" and np.isfinite(r["nominal_cost_lo"]) else None)
-            ax.errorbar(r[x], r["accuracy"], yerr=yerr if np.isfinite(r["accuracy_lo"]) else None, xerr=xerr,
-                        fmt="*" if r["config"] in ("oracle", "random") else "o", ms=9, capsize=3,
-                        color=pal.get(r["config"], "k"), label=r["config"])
-            ax.annotate(r["config"], (r[x], r["accuracy"]), textcoords="offset points", xytext=(5, -12), fontsize=8)
-        ax.set_xlabel(x.replace("_", " ") + (" (strong call = 1)" if x == "nominal_cost" else " (FLOPs, A = 1)"))
-        ax.set_ylabel("accuracy (action type)")
+                    if x == "nominal_cost" and np.isfinite(r.get("nominal_cost_lo", np.nan)) else None)
+            ax.errorbar(r[x], r["accuracy"], yerr=yerr, xerr=xerr, fmt="*" if r["config"] in ("oracle", "random") else "o",
+                        ms=8, capsize=3, color=pal.get(r["config"], "k"))
+            pts.append((str(r["config"]), float(r[x]), float(r["accuracy"])))
+        ax.margins(x=0.12, y=0.08)
+        ax.autoscale_view()  # settle the limits: labels are placed in axes fractions
+        _place_labels(ax, pts)
+        ax.set_xlabel(units[x])
+        ax.set_ylabel("accuracy (share of steps, action type)")
         ax.grid(alpha=0.3)
-    fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
-    fig.suptitle("Cost–accuracy frontier")
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    if handles:  # sweep lines only; each configuration is labelled on the plot
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5), fontsize=8, frameon=False)
+    fig.suptitle("Cost–accuracy frontier (points: configurations with 95% intervals)")
     return fig
 
 
 def confusion_grid(results: dict[str, StepResults], configs=None, labels=LABELS, ncols: int = 3) -> Figure:
-    """Row-normalised confusion matrices (gold x predicted), one panel per configuration."""
+    """Row-normalised confusion matrices (gold x predicted), one panel per configuration.
+
+    Colour and printed number are the same quantity: the share of each gold row (in %); the
+    row's step count is in its tick label, and one colour bar serves every panel.
+    """
     names = [c for c in (configs or _ordered(results)) if results[c].steps["pred"].notna().all()]
+    ncols = max(1, min(ncols, len(names)))
     nrows = max(1, math.ceil(len(names) / ncols))
-    fig = Figure(figsize=(5 * ncols, 4.5 * nrows), layout="constrained")
+    fig = Figure(figsize=(4.8 * ncols + 1, 4.4 * nrows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    mappable = None
     for ax, name in zip(axes, names):
         s = results[name].steps
         cm = pd.crosstab(s["gold"], s["pred"]).reindex(index=list(labels), columns=list(labels), fill_value=0)
-        norm = cm.div(cm.sum(axis=1).replace(0, np.nan), axis=0)
-        sns.heatmap(norm, ax=ax, vmin=0, vmax=1, cmap="Blues", annot=cm.to_numpy(), fmt="d", cbar=False, annot_kws={"size": 7})
-        ax.set_title(f"{name} (acc {results[name].accuracy:.3f})")
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("gold")
+        share = 100 * cm.div(cm.sum(axis=1).replace(0, np.nan), axis=0)
+        share.index = [f"{lab} ({n})" for lab, n in zip(share.index, cm.sum(axis=1))]
+        sns.heatmap(share, ax=ax, vmin=0, vmax=100, cmap="Blues", annot=True, fmt=".0f", cbar=False, annot_kws={"size": 7})
+        mappable = ax.collections[0]
+        ax.set_title(f"{name} (accuracy {100 * results[name].accuracy:.1f}%)")
+        ax.set_xlabel("predicted action type")
+        ax.set_ylabel("gold action type (steps)")
     for ax in axes[len(names):]:
         ax.set_visible(False)
+    if mappable is not None:
+        fig.colorbar(mappable, ax=axes[: len(names)].tolist(), shrink=0.6, label="share of the gold row (%)")
     return fig
 
 
 def reliability_figure(rel: dict, title: str = "Verifier reliability") -> Figure:
     """Reliability diagram from :func:`specact.stats.reliability` with the prob histogram below."""
-    fig = Figure(figsize=(5, 6), layout="constrained")
+    fig = Figure(figsize=(5.5, 6), layout="constrained")
     top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
     t = rel["table"]
     top.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
     top.plot(t["mean_prob"], t["frac_positive"], "o-", label=f"verifier (ECE {_f(rel['ece'])})")
-    top.set_ylabel("fraction of proposals right")
+    top.set_ylabel("share of proposals that were right")
     top.legend(loc="upper left")
     top.set_title(title)
     bottom.bar((t["low"] + t["high"]) / 2, t["count"], width=(t["high"] - t["low"]) * 0.9, color="grey")
-    bottom.set_xlabel("verifier probability")
+    bottom.set_xlabel("verifier probability that the proposal is right")
     bottom.set_ylabel("steps")
     return fig
 
 
 def per_source_figure(results: dict[str, StepResults], configs=None) -> Figure:
-    """Accuracy per data source and configuration (bars)."""
+    """Accuracy per data source (rows, with n) and configuration (colours), with 95% Wilson intervals.
+
+    The legend sits outside the axes, so no source is hidden behind it.
+    """
     d = per_source_table({c: results[c] for c in (configs or _ordered(results))})
-    fig = Figure(figsize=(max(6, 1.5 * d["source"].nunique() + 3), 4.5), layout="constrained")
+    sources = list(dict.fromkeys(d["source"]))
+    names = list(dict.fromkeys(d["config"]))
+    pal = _palette(names)
+    fig = Figure(figsize=(10, 1.0 + 0.45 * len(sources) * max(1, len(names)) ** 0.5), layout="constrained")
     ax = fig.subplots()
-    sns.barplot(data=d, x="source", y="accuracy", hue="config", ax=ax)
-    ax.set_ylim(0, 1)
-    ax.tick_params(axis="x", rotation=30)
-    ax.set_title("Accuracy by source")
+    step = 0.8 / max(len(names), 1)
+    for j, name in enumerate(names):
+        sub = d[d["config"] == name].set_index("source").reindex(sources)
+        y = np.arange(len(sources)) - 0.4 + step * (j + 0.5)
+        err = np.vstack([sub["accuracy"] - sub["accuracy_lo"], sub["accuracy_hi"] - sub["accuracy"]])
+        ax.errorbar(sub["accuracy"], y, xerr=err, fmt="o", ms=4, capsize=2, color=pal[name], label=name)
+    n = d.groupby("source", sort=False)["n"].max().reindex(sources)
+    ax.set_yticks(np.arange(len(sources)), [f"{s} (n={k})" for s, k in zip(sources, n)])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("accuracy (share of steps, action type) with 95% interval")
+    ax.set_title("Accuracy by data source")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="configuration")
     return fig
 
 
@@ -226,85 +512,219 @@ def to_jsonable(obj):
     return str(obj)
 
 
-def write_report(out_dir, results_json: dict, tables: dict[str, pd.DataFrame], figures: dict[str, Figure],
-                 finding: str, title: str = "Speculative tool actions: results") -> dict[str, Path]:
-    """Write ``results.json``, ``report.md`` and one PNG per figure into ``out_dir``.
+PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers", "scikit-learn", "scipy",
+            "statsmodels", "numpy", "pandas", "matplotlib", "seaborn", "papermill", "nbconvert")
+REPO = Path(__file__).resolve().parent.parent
 
-    ``results.json`` holds ``results_json`` plus every table as records, so nothing shown in
-    the report exists only as a picture or a formatted string.
-    """
+
+def _git(*args: str) -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _device() -> dict:
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    info = Path("/proc/cpuinfo")
+    if info.is_file():
+        cpu = next((ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines() if ln.startswith("model name")), cpu)
+    out = {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "gpus": []}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            out["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        pass
+    return out
+
+
+def provenance(run_dir: str | Path | None = None, report_dir: str | Path | None = None) -> dict:
+    """Where a result came from: git commit and dirty flag, date (UTC), package versions, device,
+    the run's resolved params and the wall time of each stage run so far."""
+    from datetime import datetime, timezone
+    from importlib import metadata
+
+    import yaml
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    run = Path(run_dir) if run_dir else None
+    params = yaml.safe_load((run / "params.yaml").read_text()) if run and (run / "params.yaml").is_file() else None
+    stages = {f.stem: {k: v for k, v in json.loads(f.read_text()).items() if k in ("status", "seconds")}
+              for f in sorted((run / "stages").glob("*.json"))} if run and (run / "stages").is_dir() else {}
+    timings = Path(report_dir) / "timings.json" if report_dir else None
+    return {"git_commit": _git("rev-parse", "HEAD"), "git_dirty": None if status is None else bool(status),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "packages": versions, "device": _device(),
+            "params": params, "stages": stages,
+            "timings": json.loads(timings.read_text()) if timings and timings.is_file() else None}
+
+
+def provenance_table(prov: dict) -> pd.DataFrame:
+    """The foot of the report: one readable line per provenance item (full detail in results.json)."""
+    dev = prov.get("device") or {}
+    secs = {k: v.get("seconds") for k, v in (prov.get("stages") or {}).items() if v.get("seconds")}
+    params = prov.get("params") or {}
+    rows = [("git commit", f"{(prov.get('git_commit') or 'unknown')[:12]}" + (" (uncommitted changes)" if prov.get("git_dirty") else "")),
+            ("date (UTC)", prov.get("date")), ("run", f"{params.get('run_id', '–')} (seed {params.get('seed', '–')})"),
+            ("device", ", ".join(dev.get("gpus") or []) or f"CPU: {dev.get('cpu')} ({dev.get('cpu_count')} cores)"),
+            ("python", dev.get("python")),
+            ("packages", ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items() if v)),
+            ("stage wall times", "; ".join(f"{k} {v:.0f} s" for k, v in secs.items()) + (f" (total {sum(secs.values()):.0f} s)" if secs else "–"))]
+    return pd.DataFrame(rows, columns=["item", "value"])
+
+
+def save_figure(fig, out_dir: str | Path, name: str) -> dict[str, Path]:
+    """Save ``fig`` as ``<name>.png`` and ``<name>.svg`` in ``out_dir`` (beside report.md)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"results": out / "results.json", "report": out / "report.md"}
-    payload = {**to_jsonable(results_json), "finding": finding, "tables": {k: to_jsonable(v) for k, v in tables.items()}}
-    paths["results"].write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False))
-    md = [f"# {title}", "", "## Finding", "", finding, ""]
-    for name, df in tables.items():
-        md += [f"## {name}", "", markdown_table(df), ""]
-    for name, fig in figures.items():
-        png = out / f"{name}.png"
-        fig.savefig(png, dpi=110)
-        paths[name] = png
-        md += [f"## {name}", "", f"![{name}]({png.name})", ""]
-    paths["report"].write_text("\n".join(md))
+    paths = {ext: out / f"{name}.{ext}" for ext in ("png", "svg")}
+    fig.savefig(paths["png"], dpi=110, bbox_inches="tight")
+    fig.savefig(paths["svg"], bbox_inches="tight")
     return paths
 
 
+def write_report(out_dir, results_json: dict, tables: dict[str, pd.DataFrame], figures: dict[str, Figure],
+                 finding: str, prov: dict | None = None) -> dict[str, Path]:
+    """Write ``results.json`` (with ``provenance``) and each figure as PNG + SVG into ``out_dir``.
+
+    ``results.json`` holds ``results_json`` plus every table as records, so nothing shown in
+    the report exists only as a picture or a formatted string. ``report.md`` / ``report.html``
+    are rendered from the executed notebook by :func:`publish`, so they never drift from it.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"results": out / "results.json"}
+    payload = {**to_jsonable(results_json), "finding": finding, "provenance": to_jsonable(prov or provenance()),
+               "tables": {k: to_jsonable(v) for k, v in tables.items()}}
+    paths["results"].write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False))
+    for name, fig in figures.items():
+        paths[name] = save_figure(fig, out, name)["png"]
+    return paths
+
+
+def show_table(df: pd.DataFrame, caption: str = "") -> None:
+    """Display a table as HTML in the notebook / report.html and as a Markdown table in report.md,
+    without the pandas index, under its caption."""
+    from IPython.display import display
+
+    html = df.to_html(index=False, escape=True, na_rep="–", border=0, classes="specact-table")
+    cap = f"<p><b>{caption}</b></p>" if caption else ""
+    md = (f"**{caption}**\n\n" if caption else "") + markdown_table(df)
+    display({"text/html": cap + html, "text/markdown": md, "text/plain": df.to_string(index=False)}, raw=True)
+
+
+def publish(executed_nb: str | Path, out_dir: str | Path, hide_tag: str = "hide") -> dict[str, Path]:
+    """Render an executed report notebook as ``report.html`` and ``report.md`` (nbconvert), code
+    hidden and cells tagged ``hide_tag`` removed; the figures it shows become files beside report.md."""
+    import nbformat
+    from nbconvert import HTMLExporter, MarkdownExporter
+    from traitlets.config import Config
+
+    nb = nbformat.read(str(executed_nb), as_version=4)
+    c = Config()
+    c.TagRemovePreprocessor.remove_cell_tags = {hide_tag}
+    c.TagRemovePreprocessor.enabled = True
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    html, _ = HTMLExporter(config=c, exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)
+    c.NbConvertBase.display_data_priority = ["text/markdown", "image/png", "text/html", "text/plain"]
+    md, res = MarkdownExporter(config=c, exclude_input=True).from_notebook_node(nb)
+    for name, data in res.get("outputs", {}).items():
+        (out / Path(name).name).write_bytes(data)
+    paths = {"html": out / "report.html", "md": out / "report.md"}
+    paths["html"].write_text(html, encoding="utf-8")
+    paths["md"].write_text(md, encoding="utf-8")
+    return paths
+
+
+TERMS = (
+    "**Accuracy**: share of evaluated steps whose final action type equals the gold type. "
+    "**95% interval**: percentile bootstrap over steps (Wilson interval per source). "
+    "**Accept rate**: share of steps whose cheap proposal is kept; **accept precision**: share of kept proposals that are right. "
+    "**Nominal cost**: calls charged per step (strong 1.00, cheap and verifier at their `eval.cost_*` prices); "
+    "**measured cost**: FLOPs of the tokens each call processed, A = 1. "
+    "**McNemar p**: exact or chi-square paired test on the same steps; *significant* means p < 0.05. "
+    "**test** holds unseen trajectories of the training domains, **ood** whole domains never trained or tuned on."
+)
+
+
+def _vs(t: pd.DataFrame, c: str, ref: str) -> str:
+    p = t.loc[c, f"p_vs_{ref}"] if f"p_vs_{ref}" in t else np.nan
+    d = 100 * (t.loc[c, "accuracy"] - t.loc[ref, "accuracy"])
+    if _nan(p):
+        return f"{d:+.1f} points vs {ref} (no paired test)"
+    return f"{d:+.1f} points vs {ref} (McNemar p={p:.2g}, {'significant' if p < ALPHA else 'not significant'})"
+
+
+def _acc(t: pd.DataFrame, c: str) -> str:
+    r = t.loc[c]
+    return _ci(r.accuracy, r.accuracy_lo, r.accuracy_hi)
+
+
+def _deferral_statement(t: pd.DataFrame, c: str, choices: dict | None) -> str:
+    r = t.loc[c]
+    thr = f", threshold {r.threshold:.3g} chosen on dev" if "threshold" in t and not _nan(r.threshold) else ""
+    ch = (choices or {}).get(c)
+    ch = ch if ch is None or isinstance(ch, dict) else vars(ch)
+    if ch is not None and not _nan(ch.get("dev_accept_precision")):
+        thr += f" (dev accept precision {ch['dev_accept_precision']:.2f}, rule '{ch.get('rule')}')"
+    kept = (f"accepting {100 * r.accept_rate:.0f}% of proposals with precision {r.accept_precision:.2f}"
+            if r.accept_rate > 0 and not _nan(r.accept_precision) else "accepting no proposal")
+    s = (f"**{c}** reaches {_acc(t, c)} at nominal cost {r.nominal_cost:.2f} (measured {_f(r.measured_cost, 2)}, A = 1), "
+         f"{kept}{thr}; " + "; ".join(_vs(t, c, ref) for ref in ("B", "A") if ref in t.index and ref != c) + " (Table 1, Figure 1).")
+    if "A" in t.index and t.loc[c, "accuracy_hi"] >= t.loc["A", "accuracy_lo"] and t.loc[c, "accuracy_lo"] <= t.loc["A", "accuracy_hi"]:
+        # Overlapping marginal intervals are not a test: the paired test decides.
+        s += (f" The 95% intervals of {c} and A overlap; " +
+              ("the paired test on the same steps still separates them." if t.loc[c, "p_vs_A"] < ALPHA
+               else f"with the paired test also not significant, this sample cannot tell {c} from A."))
+    return s
+
+
 def written_finding(results: dict[str, StepResults], table: pd.DataFrame | None = None,
-                    choices: dict | None = None, n_resamples: int = 1000, seed: int = 0) -> str:
-    """A few sentences stating only what the numbers and their intervals support.
+                    choices: dict | None = None, n_resamples: int = 1000, seed: int = 0,
+                    ood_table: pd.DataFrame | None = None, verifier_auroc: dict | None = None) -> str:
+    """Short statements (a Markdown list), each stating only what the numbers and intervals support
+    and naming the table or figure that backs it; then the definition of every term used.
 
     Significance is McNemar at ALPHA on the same steps; "no evidence" replaces any claim
-    whose test or paired interval does not exclude no difference.
+    whose test or paired interval does not exclude no difference. No missing value is printed.
     """
     t = (table if table is not None else config_table(results, n_resamples=n_resamples, seed=seed)).set_index("config")
-
-    def acc(c):
-        r = t.loc[c]
-        return f"{100 * r.accuracy:.1f}% [{100 * r.accuracy_lo:.1f}, {100 * r.accuracy_hi:.1f}]"
-
-    def vs(c, ref):
-        p = t.loc[c, f"p_vs_{ref}"]
-        d = 100 * (t.loc[c, "accuracy"] - t.loc[ref, "accuracy"])
-        if pd.isna(p):
-            return f"{d:+.1f} points vs {ref} (no paired test)"
-        verdict = "significant" if p < ALPHA else "not significant"
-        return f"{d:+.1f} points vs {ref} (McNemar p={p:.2g}, {verdict})"
-
     n = int(t["n"].iloc[0])
     out = []
     if {"A", "B"} <= set(t.index):
-        out.append(f"On {n} evaluation steps the strong model (A) is right on {acc('A')} of action types and the "
-                   f"cheap proposer (B) on {acc('B')}; {vs('A', 'B')}.")
-    for c in ("D", "E"):
-        if c not in t.index:
-            continue
-        r = t.loc[c]
-        thr = f", threshold {r.threshold:.3g} chosen on dev" if pd.notna(r.threshold) else ""
-        if choices and c in choices:
-            ch = choices[c]
-            thr += f" (dev accept precision {ch.dev_accept_precision:.2f}, rule '{ch.rule}')"
-        s = (f"{c} reaches {acc(c)} at nominal cost {r.nominal_cost:.2f} (measured {r.measured_cost:.2f}, A = 1), "
-             f"accepting {100 * r.accept_rate:.0f}% of proposals with precision {r.accept_precision:.2f}{thr}")
-        s += "; " + "; ".join(vs(c, ref) for ref in ("B", "A") if ref in t.index) + "."
-        if "A" in t.index and t.loc[c, "accuracy_hi"] >= t.loc["A", "accuracy_lo"] and t.loc[c, "accuracy_lo"] <= t.loc["A", "accuracy_hi"]:
-            # Overlapping marginal intervals are not a test: the paired test decides.
-            s += (f" The 95% intervals of {c} and A overlap; " +
-                  ("the paired test on the same steps still separates them." if t.loc[c, "p_vs_A"] < ALPHA
-                   else f"with the paired test also not significant, this sample cannot tell {c} from A."))
-        out.append(s)
+        out.append(f"On {n} test steps the strong model (**A**) is right on {_acc(t, 'A')} of action types and the "
+                   f"cheap proposer (**B**) on {_acc(t, 'B')}; {_vs(t, 'A', 'B')} (Table 1).")
+    out += [_deferral_statement(t, c, choices) for c in ("D", "D_conf", "E") if c in t.index]
     if "D" in results and "random" in results:
         d = paired_bootstrap_diff(results["D"].steps["correct"], results["random"].steps["correct"], n_resamples, seed)
-        beats = d.low > 0
-        out.append(f"Against random acceptance at D's rate (expected accuracy {100 * t.loc['random', 'accuracy']:.1f}%), "
+        out.append(f"Against **random** acceptance at D's rate (expected accuracy {_pct(t.loc['random', 'accuracy'])}), "
                    f"the verifier adds {100 * d.estimate:+.1f} points [{100 * d.low:+.1f}, {100 * d.high:+.1f}]"
-                   + ("" if beats else ", an interval that includes no gain: no evidence the verifier beats chance") + ".")
+                   + ("" if d.low > 0 else ", an interval that includes no gain: no evidence the verifier beats chance") + " (Table 1).")
+    if verifier_auroc and not _nan(verifier_auroc.get("auroc")):
+        a = verifier_auroc
+        out.append(f"The verifier ranks right above wrong cheap proposals with AUROC {a['auroc']:.2f} "
+                   f"[{_f(a.get('low'), 2)}, {_f(a.get('high'), 2)}] (0.5 = chance; Figure 2).")
     if "oracle" in t.index:
-        out.append(f"A perfect verifier at D's price (oracle) would reach {acc('oracle')} at nominal cost "
-                   f"{t.loc['oracle', 'nominal_cost']:.2f}: the ceiling of any verifier of the cheap model's top proposal "
-                   "(E, choosing among several proposals, is not bound by it).")
+        out.append(f"A perfect verifier at D's price (**oracle**) would reach {_acc(t, 'oracle')} at nominal cost "
+                   f"{t.loc['oracle', 'nominal_cost']:.2f}: the ceiling of any verifier of the cheap model's top proposal (Table 1).")
     if "C" in t.index:
-        out.append(f"C matches A's accuracy by construction but costs {t.loc['C', 'nominal_cost']:.2f} nominal "
-                   f"(the strong model runs on every step to verify): under this cost model it cannot save compute; "
-                   "speculative decoding's gain is latency, which these costs do not count.")
-    return " ".join(out)
+        out.append(f"**C** matches A's accuracy by construction but costs {t.loc['C', 'nominal_cost']:.2f} nominal: the strong "
+                   "model runs on every step to verify, so under this cost model it saves no compute (Table 1).")
+    if ood_table is not None and {"A", "B"} <= set(ood_table["config"]):
+        o = ood_table.set_index("config")
+        out.append(f"On the held-out domains (**ood**, {int(o['n'].iloc[0])} steps) A reaches {_acc(o, 'A')} and B "
+                   f"{_acc(o, 'B')}; {_vs(o, 'A', 'B')} (Table 1, ood column).")
+    return "\n".join("- " + x for x in out) + "\n\n" + TERMS
