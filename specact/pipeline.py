@@ -149,8 +149,10 @@ def execute_stage(st: Stage, params: dict, paths: RunPaths, kernel: str, noteboo
     finally:
         if out_nb.exists():  # a failed stage's notebook holds the traceback: render it too
             _html(out_nb)
-    if st.name == "report":  # the published report: the same notebook without its code cells
-        _html(out_nb, Path(params["report_dir"]) / "report.html", exclude_input=True)
+    if st.name == "report":  # the published report.html + report.md: the same notebook, code and `hide` cells removed
+        from specact.report import publish
+
+        publish(out_nb, Path(params["report_dir"]))
 
 
 class RunExistsError(RuntimeError):
