@@ -63,8 +63,15 @@ class DataConfig:
     bfcl_max_trajectories: int = _help("Cap of trajectories per BFCL category (0 = all 200).", default=0)
     bfcl_irrelevance: int = _help("Single-turn BFCL irrelevance entries added as BLOCKED decision points.", default=100)
     synthetic_trajectories: int = _help("Synthetic trajectories to generate (spread over domains).", default=400)
+    bfcl_single_turn: dict = _help("BFCL v4 single-turn sets -> entries taken from each (a seeded sample; 0 = none): live_simple, live_multiple, live_parallel, live_parallel_multiple, live_irrelevance (-> BLOCKED), simple_python, multiple, parallel, parallel_multiple. A call's label is its function's kind (specact.data.bfcl.function_kind).",
+                                   default_factory=lambda: {"live_simple": 258, "live_multiple": 200, "live_parallel": 16, "live_parallel_multiple": 24,
+                                                            "live_irrelevance": 150, "simple_python": 120, "multiple": 80, "parallel": 40, "parallel_multiple": 40})
+    bfcl_clarifications: int = _help("Derived ask_clarification points: a single-turn query taken above whose required argument value is cut from the request (only where it appears verbatim and cuts cleanly); 0 = none.", default=120)
     nestful: int = _help("NESTFUL sequences to add as tool_call/retrieval steps (0 = none).", default=0)
     split_fractions: list = _help("train / dev / test fractions, split by trajectory.", default_factory=lambda: [0.7, 0.15, 0.15])
+    ood_domains: list = _help("Domains held out whole as the `ood` split, never in train/dev/test (specact.data.build.is_ood): a BFCL environment class `bfcl:<Class>` (every scenario using it), a synthetic domain `synthetic:<name>`, a BFCL set `bfcl_<set>`. Empty: no ood split.",
+                              default_factory=lambda: ["bfcl:TicketAPI", "synthetic:support", "bfcl_live_multiple"])
+    near_duplicate_max_groups: int = _help("Near-duplicate rule: groups whose digit-masked last two messages are identical share a split; a text shared by more groups than this is boilerplate (a fixed prompt or common tool output) and joins nothing (0 = every shared text joins). 4: BFCL's common tool outputs (startEngine's, in 35 scenarios) at 8 chain 60% of its scenarios into one component.", default=4)
     max_steps_per_trajectory: int = _help("Keep at most this many decision points per trajectory (0 = all); long BFCL trajectories would otherwise dominate.", default=0)
     verifier_negatives: int = _help("Synthetic plausible-confusion negatives per positive in the verifier set.", default=2)
 

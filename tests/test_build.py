@@ -11,7 +11,9 @@ from specact.prompts import PromptConfig, gold_call
 
 def cfg(**kw):
     base = dict(bfcl_categories=["base", "long_context", "miss_param", "miss_func"], bfcl_max_trajectories=12,
-                bfcl_irrelevance=20, synthetic_trajectories=150, max_steps_per_trajectory=6, split_fractions=[0.7, 0.15, 0.15])
+                bfcl_irrelevance=20, synthetic_trajectories=150, max_steps_per_trajectory=6, split_fractions=[0.7, 0.15, 0.15],
+                bfcl_single_turn={"live_simple": 40, "live_multiple": 20, "live_irrelevance": 20, "simple_python": 20},
+                bfcl_clarifications=10, ood_domains=["synthetic:support", "bfcl_live_multiple"])
     return DataConfig(**{**base, **kw})
 
 
@@ -21,12 +23,13 @@ def dd():
 
 
 def test_columns_and_records(dd):
-    assert set(dd) == {"train", "dev", "test"}
+    assert set(dd) == {"train", "dev", "test", "ood"}
     for split in dd:
         assert dd[split].column_names == list(build.COLUMNS)
         recs = build.to_records(dd[split])
         assert [r["id"] for r in recs] == dd[split]["id"]
         assert [r["label"] for r in recs] == dd[split]["label"]
+        assert [build.domain_of(r) for r in recs] == dd[split]["domain"]
 
 
 def test_every_label_in_train_and_test(dd):
@@ -43,7 +46,7 @@ def test_no_trajectory_or_scenario_crosses_splits(dd):
 
 
 def test_fractions_roughly_hold(dd):
-    n = {s: len(dd[s]) for s in dd}
+    n = {s: len(dd[s]) for s in ("train", "dev", "test")}
     total = sum(n.values())
     assert 0.6 < n["train"] / total < 0.8 and 0.08 < n["test"] / total < 0.25
 
@@ -57,11 +60,12 @@ def test_steps_are_capped_deterministically():
 
 
 def test_same_seed_gives_byte_identical_jsonl(tmp_path):
-    small = cfg(bfcl_categories=["base", "miss_func"], bfcl_max_trajectories=4, bfcl_irrelevance=5, synthetic_trajectories=30)
+    small = cfg(bfcl_categories=["base", "miss_func"], bfcl_max_trajectories=4, bfcl_irrelevance=5, synthetic_trajectories=30,
+                bfcl_single_turn={"live_simple": 6}, bfcl_clarifications=2, ood_domains=[])
     paths = []
     for run in ("a", "b"):
         paths.append(build.export_jsonl(build.build_decisions(small, seed=3), tmp_path / run))
-    for split in ("train", "dev", "test"):
+    for split in paths[0]:
         assert paths[0][split].read_bytes() == paths[1][split].read_bytes()
     other = build.export_jsonl(build.build_decisions(small, seed=4), tmp_path / "c")
     assert other["train"].read_bytes() != paths[0]["train"].read_bytes()
@@ -74,13 +78,100 @@ def test_save_load_roundtrip(dd, tmp_path):
 
 
 def test_tiny_build_repairs_label_coverage():
-    tiny = cfg(bfcl_categories=[], bfcl_irrelevance=0, synthetic_trajectories=25, max_steps_per_trajectory=4)
+    tiny = cfg(bfcl_categories=[], bfcl_irrelevance=0, synthetic_trajectories=25, max_steps_per_trajectory=4,
+               bfcl_single_turn={}, bfcl_clarifications=0, ood_domains=[])
     recs = build.build_records(tiny, seed=0)
     pairs = {(r["label"], build.group_of(r)) for s in recs for r in recs[s]}
     groups_per_label = Counter(lab for lab, _ in pairs)
     multi = {lab for lab, n in groups_per_label.items() if n >= 2}  # labels a split repair can cover
     for split in ("train", "test"):
         assert multi <= {r["label"] for r in recs[split]}, split
+
+
+def default_data():
+    from specact.config import load_params
+
+    return load_params(build.Path(__file__).parents[1] / "params" / "default.yaml").data
+
+
+@pytest.fixture(scope="module")
+def default_records():
+    """The default profile's data config: builds in seconds."""
+    return build.build_records(default_data(), seed=0)
+
+
+def test_each_source_share_is_within_3_points_in_every_split(default_records):
+    """#12: stratified within each source, on the default profile's data."""
+    n = {s: Counter(r["meta"]["source"] for r in default_records[s]) for s in ("train", "dev", "test")}
+    total = sum(n.values(), Counter())
+    for src in total:
+        overall = total[src] / sum(total.values())
+        for split in n:
+            share = n[split][src] / sum(n[split].values())
+            assert abs(share - overall) <= 0.03, (src, split, share, overall)
+
+
+def test_ood_is_whole_held_out_domains(dd):
+    ood = build.to_records(dd["ood"])
+    assert {build.domain_of(r) for r in ood} == {"synthetic:support", "bfcl_live_multiple"}
+    held = set(cfg().ood_domains)
+    for split in ("train", "dev", "test"):
+        assert not any(build.domain_parts(d) & held for d in dd[split]["domain"]), split
+    assert {"ask_clarification", "BLOCKED", "retrieval", "tool_call"} <= set(dd["ood"]["label"])
+
+
+def test_ood_class_takes_every_scenario_using_it():
+    recs = build.build_records(cfg(bfcl_categories=["base"], bfcl_max_trajectories=30, synthetic_trajectories=10,
+                                   bfcl_single_turn={}, bfcl_clarifications=0, ood_domains=["bfcl:TicketAPI"]), seed=0)
+    ood = {build.domain_of(r) for r in recs["ood"]}
+    assert ood and all("TicketAPI" in d for d in ood) and len(ood) > 1  # e.g. TicketAPI+TravelAPI, TicketAPI+TradingBot
+    assert not any("TicketAPI" in build.domain_of(r) for s in ("train", "dev", "test") for r in recs[s])
+
+
+def test_unknown_ood_domain_is_an_error():
+    with pytest.raises(ValueError, match="ood_domains"):
+        build.build_records(cfg(ood_domains=["synthetic:nowhere"]), seed=0)
+
+
+def test_domain_parts():
+    assert build.domain_parts("bfcl:A+B") == {"bfcl:A", "bfcl:B"}
+    assert build.domain_parts("bfcl_live_simple") == {"bfcl_live_simple"}
+
+
+def _rec(gid, last, label="tool_call"):
+    return {"id": f"{gid}-{last}", "label": label, "messages": [{"role": "user", "content": last}],
+            "meta": {"source": "s", "trajectory_id": gid, "group": gid}}
+
+
+def test_near_duplicates_are_kept_in_one_split():
+    recs = []
+    for i in range(60):
+        word = "abcdefghij"[i % 10] + "klmnopqrst"[i // 10]  # not digits: those are masked
+        recs += [_rec(f"g{i}", f"unique request {word}"), _rec(f"g{i}", f"second step of {word}")]
+    # digit-masked duplicates: g0~g1 (numbers differ only), g1~g2 (chain) -> one component of three
+    recs += [_rec("g0", "Where is order A123?"), _rec("g1", "Where is order A98765?"), _rec("g1", "cancel 5"), _rec("g2", "cancel 7")]
+    comp = build.near_duplicate_components(recs)
+    assert comp["g0"] == comp["g1"] == comp["g2"] and len(set(comp.values())) == 58
+    for seed in range(5):
+        split = build.assign_splits(recs, [0.34, 0.33, 0.33], seed)
+        assert split["g0"] == split["g1"] == split["g2"]
+    # a text in more groups than max_groups is boilerplate: it joins nothing
+    boiler = recs + [_rec(f"g{i}", "I have updated some more functions.") for i in range(10, 20)]
+    assert len(set(build.near_duplicate_components(boiler, max_groups=4).values())) == 58
+    assert len(set(build.near_duplicate_components(boiler, max_groups=0).values())) == 58 - 9
+
+
+def test_no_near_duplicate_crosses_splits(default_records):
+    counts = build.cross_split_duplicates(default_records, default_data().near_duplicate_max_groups)
+    assert counts["dev"] == counts["test"] == 0
+
+
+def test_default_ood_size_domains_and_labels(default_records):
+    """#14's target: >= 400 points from >= 3 held-out domains, every label those domains hold."""
+    ood = default_records["ood"]
+    parts = Counter(p for r in ood for p in build.domain_parts(build.domain_of(r)) if p in default_data().ood_domains)
+    assert len(ood) >= 400 and len(parts) >= 3
+    assert {"ask_clarification", "BLOCKED", "final_answer", "retrieval", "tool_call", "repair", "file_read", "file_write"} <= {r["label"] for r in ood}
 
 
 def test_nestful_is_refused_clearly():

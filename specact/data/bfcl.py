@@ -47,11 +47,13 @@ import importlib.util
 import inspect
 import json
 import random
+import re
 from copy import deepcopy
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from specact.actions import resolve
 from specact.records import validate_record
 
 CATEGORIES = ("base", "long_context", "miss_param", "miss_func")
@@ -295,7 +297,8 @@ def replay(entry: dict) -> list[dict]:
     withheld = {n: int(t) for t, names in (entry.get("missed_function") or {}).items() for n in names}
     docs = [t for cls in entry["involved_classes"] for t in _class_tools(cls)]
     tid = entry["id"]
-    meta_base = {"source": f"bfcl/multi_turn_{category}", "trajectory_id": tid, "group": f"bfcl_{tid.rsplit('_', 1)[1]}"}
+    meta_base = {"source": f"bfcl/multi_turn_{category}", "trajectory_id": tid, "group": f"bfcl_{tid.rsplit('_', 1)[1]}",
+                 "domain": "bfcl:" + "+".join(sorted(entry["involved_classes"]))}
     messages: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}]
     records: list[dict] = []
 
@@ -372,7 +375,192 @@ def load_irrelevance(n: int, seed: int = 0) -> list[dict]:
             "tools": [tool_spec(f) for f in e["function"]],
             "label": "BLOCKED",
             "target": None,
-            "meta": {"source": "bfcl/irrelevance", "trajectory_id": e["id"], "group": e["id"], "step": 0},
+            "meta": {"source": "bfcl/irrelevance", "trajectory_id": e["id"], "group": e["id"], "domain": "bfcl_irrelevance", "step": 0},
         }
         out.append(validate_record(rec))
     return out
+
+
+# ---------------------------------------------------------------- single-turn sets
+# BFCL v4's single-turn sets: real (live_*) or curated user queries against real API schemas,
+# one gold turn each. Sets with gold calls, and the irrelevance sets (no function serves the
+# request -> BLOCKED, the spec's "impossible with the tools at hand").
+SINGLE_TURN_CALLS = ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple",
+                     "simple_python", "multiple", "parallel", "parallel_multiple")
+SINGLE_TURN_BLOCKED = ("live_irrelevance",)
+
+# Verbs of a function name (or, failing that, its description's first word) -> the spec kind.
+# Read-only lookups are retrieval; calculations, conversions and state changes tool_call (as in
+# FUNCTION_LABELS above: MathAPI and compute_exchange_rate are tool_call, get_*/check_* retrieval).
+_RETRIEVAL_VERBS = frozenset(
+    "get fetch retrieve search find lookup look query list show view read check browse locate see describe "
+    "finder search_engine track monitor inquire".split())
+_ACTION_VERBS = frozenset(
+    "calculate calc compute convert create add send book buy purchase order reserve set update delete remove cancel "
+    "pay post make schedule play start stop turn run execute generate transfer submit register login logout translate "
+    "predict estimate analyse analyze design invest sort solve train save restore rename install close enable disable "
+    "trigger reset complete mark plan simulate draw evaluate optimize upload download write edit move copy apply "
+    "change adjust control modify rate review share start sell request call notify assign ride".split())
+_FILE_NOUNS = frozenset("file files directory directories folder folders dir".split())
+_FILE_READ_VERBS = frozenset("get read open list show view find search check cat".split())
+_FILE_WRITE_VERBS = frozenset("write create save delete remove move copy rename append edit update upload make".split())
+
+
+def _words(text: str) -> list[str]:
+    """``Hotels_4_SearchHotel`` / ``api.getDataForX`` -> lower-case word tokens."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", text)
+    return [w.lower() for w in re.split(r"[^A-Za-z]+", spaced) if w]
+
+
+def _verb_kind(words: list[str]) -> str | None:
+    for w in words:
+        for stem in (w, w[:-1], w[:-2]):  # "retrieves" / "searches" -> the verb
+            if stem in _RETRIEVAL_VERBS:
+                return "retrieval"
+            if stem in _ACTION_VERBS:
+                return "tool_call"
+    return None
+
+
+def function_kind(name: str, description: str = "") -> str:
+    """The spec label of a call to a single-turn BFCL function, by what the function does: file
+    nouns + a read verb -> file_read, + a write verb -> file_write; else the first known verb of the
+    name (then of the description's first word): a lookup -> retrieval, anything that acts or
+    computes -> tool_call; no known verb -> tool_call (the spec's fallback for a tool that acts)."""
+    words = _words(name)
+    if _FILE_NOUNS & set(words):
+        verbs = [w for w in words if w in _FILE_READ_VERBS | _FILE_WRITE_VERBS]
+        if verbs:
+            return "file_write" if verbs[0] in _FILE_WRITE_VERBS else "file_read"
+    kind = _verb_kind(words)
+    if kind is None:
+        kind = _verb_kind(_words(description)[:1])
+    return kind or "tool_call"
+
+
+def _first_value(values: list) -> Any:
+    """BFCL lists the acceptable values of an argument; ``""`` means 'may be omitted'."""
+    return next((v for v in values if v != ""), None)
+
+
+def gold_calls(ground_truth: list[dict]) -> list[dict]:
+    """``[{"fn": {"arg": [accepted values]}}]`` -> calls with the first accepted value of each argument."""
+    calls = []
+    for call in ground_truth:
+        (name, args), = call.items()
+        calls.append({"name": name, "arguments": {k: _first_value(v) for k, v in args.items() if _first_value(v) is not None}})
+    return calls
+
+
+def _single_turn_messages(entry: dict) -> list[dict]:
+    """BFCL's system prompt + the entry's own system lines in one system message, then the user turn(s)."""
+    turn = [m for t in entry["question"] for m in t]
+    system = "\n\n".join([SYSTEM_PROMPT] + [m["content"] for m in turn if m["role"] == "system"])
+    return [{"role": "system", "content": system}] + [{"role": m["role"], "content": m["content"]} for m in turn if m["role"] != "system"]
+
+
+def single_turn_record(entry: dict, name: str, ground_truth: list[dict] | None) -> dict:
+    """One single-turn entry -> its decision point. With gold calls: the label is the spec
+    precedence over every call's kind (parallel entries call several), the target the first call
+    of that label; without (irrelevance): ``BLOCKED``."""
+    docs = {f["name"]: f for f in entry["function"]}
+    label, target = "BLOCKED", None
+    if ground_truth is not None:
+        calls = gold_calls(ground_truth)
+        kinds = [function_kind(c["name"], docs.get(c["name"], {}).get("description", "")) for c in calls]
+        label = resolve(kinds)
+        target = calls[kinds.index(label)]
+    rec = {"id": f"bfcl-{entry['id']}-s0", "messages": _single_turn_messages(entry),
+           "tools": [tool_spec(f) for f in entry["function"]], "label": label, "target": target,
+           "meta": {"source": f"bfcl/{name}", "trajectory_id": entry["id"], "group": entry["id"], "domain": f"bfcl_{name}", "step": 0}}
+    return validate_record(rec)
+
+
+def _sample(items: list, n: int, key: str) -> list:
+    if n >= len(items):
+        return list(items)
+    keep = set(random.Random(key).sample(range(len(items)), n))
+    return [x for i, x in enumerate(items) if i in keep]
+
+
+def load_single_turn(counts: dict, seed: int = 0) -> list[dict]:
+    """Decision points of BFCL's single-turn sets: ``counts`` maps a set name to how many of its
+    entries to take (a seeded sample in file order; 0 = none)."""
+    unknown = sorted(set(counts) - set(SINGLE_TURN_CALLS + SINGLE_TURN_BLOCKED))
+    if unknown:
+        raise ValueError(f"unknown BFCL single-turn set(s) {unknown}; allowed: {list(SINGLE_TURN_CALLS + SINGLE_TURN_BLOCKED)}")
+    out = []
+    for name in SINGLE_TURN_CALLS + SINGLE_TURN_BLOCKED:
+        n = int(counts.get(name, 0))
+        if n <= 0:
+            continue
+        entries = _read_jsonl(data_dir() / f"BFCL_v4_{name}.json")
+        answers = {} if name in SINGLE_TURN_BLOCKED else {
+            a["id"]: a["ground_truth"] for a in _read_jsonl(data_dir() / "possible_answer" / f"BFCL_v4_{name}.json")}
+        for e in _sample([e for e in entries if name in SINGLE_TURN_BLOCKED or e["id"] in answers], n, f"bfcl-{name}-{seed}"):
+            out.append(single_turn_record(e, name, answers.get(e["id"]) if answers else None))
+    return out
+
+
+# ---------------------------------------------------------------- derived clarifications
+# Words that introduce the removed value ("the weather in Shanghai", "the user with the ID 7890"):
+# they go with it, so the request reads as one that simply lacks the detail.
+_LEAD_IN = r"(?:(?:in|for|to|from|at|of|on|with|named|called|titled|about|by|near|the|a|an|my|id|ID|number|as)\s+){0,3}"
+_MIN_VALUE_CHARS = 3  # shorter values ("5", "NY") also match inside unrelated words and numbers
+_PHRASE_END = r"(?=\s*(?:[,.?!;:]|$)|\s+(?:with|in|for|to|from|on|at|and|this|that|which|using|under|during|by|if|so)\b)"
+_MAX_VALUE_CHARS = 40  # a detail of the request, not the request itself (a whole quoted answer or query)
+
+
+def _cut(text: str, value: str) -> str | None:
+    """``text`` without ``value`` (and its lead-in words and quotes), tidied; None when the value
+    is not there exactly once as a whole word, or the cut leaves too little of a request."""
+    if len(re.findall(r"(?<!\w)" + re.escape(value) + r"(?!\w)", text, re.IGNORECASE)) != 1:
+        return None
+    core = r"(['\"]?)" + re.escape(value) + r"\1(?!\w)"
+    # "weather in Miami?" / "from Las Vegas to ...": the value ends a phrase, its lead-in goes too;
+    # "a Comedy movie": the value qualifies a word, only the value goes.
+    phrase = re.compile(r"(?<!\w)" + _LEAD_IN + core + _PHRASE_END, re.IGNORECASE)
+    pattern = phrase if phrase.search(text) else re.compile(r"(?<!\w)" + core, re.IGNORECASE)
+    out = pattern.sub("", text, count=1)
+    out = re.sub(r"\s+([,.?!;:])", r"\1", re.sub(r"\s{2,}", " ", out)).strip()
+    out = re.sub(r"([,;:])\s*([,.?!;:])", r"\2", out)
+    if value.lower() in out.lower() or len(out) < 15 or len(out.split()) < 4:
+        return None
+    return out
+
+
+def derive_clarification(rec: dict) -> dict | None:
+    """An ``ask_clarification`` decision point from a single-call single-turn record: the first
+    required argument whose gold value (a string or number of >= 3 characters) appears once, as a
+    whole word, in the last user message is cut from it (with its lead-in words). The agent can
+    then no longer fill that argument, and the system prompt (BFCL's) asks it to point that out.
+    None when no required argument's value cuts cleanly."""
+    if rec["label"] not in ("tool_call", "retrieval") or not rec["target"]:
+        return None
+    spec = next((t["function"] for t in rec["tools"] if t["function"]["name"] == rec["target"]["name"]), None)
+    user_idx = max(i for i, m in enumerate(rec["messages"]) if m["role"] == "user")
+    for arg in (spec or {}).get("parameters", {}).get("required", []):
+        value = rec["target"]["arguments"].get(arg)
+        if (isinstance(value, bool) or not isinstance(value, (str, int, float)) or len(str(value)) < _MIN_VALUE_CHARS
+                or len(str(value)) > _MAX_VALUE_CHARS or len(str(value).split()) > 4):
+            continue
+        cut = _cut(rec["messages"][user_idx]["content"], str(value))
+        if cut is None:
+            continue
+        messages = [dict(m) for m in rec["messages"]]
+        messages[user_idx]["content"] = cut
+        meta = {**rec["meta"], "source": rec["meta"]["source"] + "_clarify", "derived": f"removed required argument {arg!r}",
+                "trajectory_id": rec["meta"]["trajectory_id"] + "_clarify"}
+        return validate_record({"id": rec["id"].removesuffix("-s0") + "-clarify-s0", "messages": messages, "tools": rec["tools"],
+                                "label": "ask_clarification", "target": None, "meta": meta})
+    return None
+
+
+def derive_clarifications(records: list[dict], n: int, seed: int = 0) -> list[dict]:
+    """Up to ``n`` derived clarifications (:func:`derive_clarification`) from ``records``, a seeded
+    sample of those that cut cleanly. Each keeps its source record's group and domain, so the
+    request with and without the value always share a split."""
+    if n <= 0:
+        return []
+    derived = [d for d in (derive_clarification(r) for r in records) if d is not None]
+    return _sample(derived, n, f"bfcl-clarify-{seed}")

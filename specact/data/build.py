@@ -1,6 +1,7 @@
 """Decision-point datasets: collect, subsample, split by trajectory, derive verifier pairs.
 
-Sources: BFCL v4 multi-turn replays + BFCL irrelevance (``bfcl.py``) and the synthetic
+Sources: BFCL v4 multi-turn replays, BFCL's single-turn sets (live and curated queries against real
+API schemas, irrelevance -> BLOCKED, derived clarifications) (``bfcl.py``) and the synthetic
 generator (``synthetic.py``). Rows of the ``datasets`` tables are flat columns plus the full
 spec record as sorted-key JSON (``DESIGN.md``), so equal data gives equal bytes.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from specact.actions import LABELS
 from specact.records import validate_record, write_jsonl
 
 SPLITS = ("train", "dev", "test")
-COLUMNS = ("id", "label", "source", "trajectory_id", "step", "record")
+COLUMNS = ("id", "label", "source", "domain", "trajectory_id", "step", "record")
 
 
 # ---------------------------------------------------------------- collect + subsample
@@ -33,6 +35,8 @@ def collect(cfg, seed: int) -> list[dict]:
                          "environment does not have. Set data.nestful: 0.")
     records = bfcl.load_bfcl(cfg.bfcl_categories, cfg.bfcl_max_trajectories, seed) if cfg.bfcl_categories else []
     records += bfcl.load_irrelevance(cfg.bfcl_irrelevance, seed)
+    single = bfcl.load_single_turn(cfg.bfcl_single_turn, seed)
+    records += single + bfcl.derive_clarifications(single, cfg.bfcl_clarifications, seed)
     records += synthetic.generate(cfg.synthetic_trajectories, seed)
     records = cap_steps(records, cfg.max_steps_per_trajectory, seed)
     dup = [k for k, n in Counter(r["id"] for r in records).items() if n > 1]
@@ -61,39 +65,119 @@ def group_of(rec: dict) -> str:
     return rec["meta"].get("group") or rec["meta"]["trajectory_id"]
 
 
-def assign_splits(records: list[dict], fractions, seed: int) -> dict[str, str]:
-    """group -> split. Stratified: groups are ordered rarest-label-first (each group's stratum
-    is the rarest label it contains), shuffled within a stratum by ``seed``, and dealt to the
-    split furthest behind its share of decision points. Then a best-effort repair pass moves
-    whole groups so every label appears in test and train (and dev), where that is possible
-    without taking a label away from another split (it is, at the default sizes; tiny smoke
-    builds may lack a label held by a single group)."""
+def domain_of(rec: dict) -> str:
+    """``meta.domain`` (e.g. ``bfcl:TicketAPI+TravelAPI``, ``synthetic:calendar``, ``bfcl_live_simple``), else the source."""
+    return rec["meta"].get("domain") or rec["meta"]["source"]
+
+
+def domain_parts(domain: str) -> set[str]:
+    """A BFCL multi-turn scenario's domain names every environment class it uses:
+    ``bfcl:A+B`` -> ``{bfcl:A, bfcl:B}``; any other domain is its own single part."""
+    prefix, sep, rest = domain.partition(":")
+    return {f"{prefix}:{p}" for p in rest.split("+")} if sep else {domain}
+
+
+def is_ood(rec: dict, ood_domains) -> bool:
+    """True when the record touches a held-out domain (one of its parts is named)."""
+    return bool(domain_parts(domain_of(rec)) & set(ood_domains))
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def near_duplicate_key(rec: dict) -> str:
+    """The last two messages (contents and calls, call ids left out), digit runs masked:
+    two decision points with the same key read the same up to numbers."""
+    tail = [{"role": m["role"], "content": m.get("content"),
+             "calls": [c["function"] for c in m.get("tool_calls") or []]} for m in rec["messages"][-2:]]
+    return _DIGITS.sub("#", json.dumps(tail, sort_keys=True, ensure_ascii=False))
+
+
+def near_duplicate_components(records: list[dict], max_groups: int = 0) -> dict[str, str]:
+    """group -> component: groups that share a near-duplicate key are joined (transitively:
+    connected components of the group-key graph). A key shared by more than ``max_groups``
+    groups is boilerplate (a fixed prompt, a common tool output, e.g. BFCL's function-release
+    turn in 122 scenarios) and joins nothing; 0 = every key joins."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    groups = sorted({group_of(r) for r in records})
+    gi = {g: i for i, g in enumerate(groups)}
+    by_key = defaultdict(set)
+    for r in records:
+        by_key[near_duplicate_key(r)].add(gi[group_of(r)])
+    rows, cols = [], []
+    for members in by_key.values():
+        if len(members) > 1 and (max_groups <= 0 or len(members) <= max_groups):
+            first, *rest = sorted(members)
+            rows += [first] * len(rest)
+            cols += rest
+    graph = coo_matrix(([1] * len(rows), (rows, cols)), shape=(len(groups), len(groups)))
+    _, comp = connected_components(graph, directed=False)
+    root = {}
+    for g in groups:  # name each component by its first group (sorted): stable, readable
+        root.setdefault(int(comp[gi[g]]), g)
+    return {g: root[int(comp[gi[g]])] for g in groups}
+
+
+def cross_split_duplicates(split_records: dict[str, list[dict]], max_groups: int = 0) -> dict[str, int]:
+    """Decision points of each split other than train whose near-duplicate key also occurs in
+    train (keys of more than ``max_groups`` groups, the boilerplate the rule exempts, are
+    counted apart under ``<split>_boilerplate``)."""
+    train_keys = {near_duplicate_key(r) for r in split_records.get("train", [])}
+    n_groups = defaultdict(set)
+    for recs in split_records.values():
+        for r in recs:
+            n_groups[near_duplicate_key(r)].add(group_of(r))
+    out = {}
+    for split, recs in split_records.items():
+        if split == "train":
+            continue
+        keys = [near_duplicate_key(r) for r in recs]
+        boiler = [k in train_keys and 0 < max_groups < len(n_groups[k]) for k in keys]
+        out[split] = sum(k in train_keys for k in keys) - sum(boiler)
+        out[f"{split}_boilerplate"] = sum(boiler)
+    return out
+
+
+def _stratum(sources: Counter) -> str:
+    return min(sources, key=lambda s: (-sources[s], s))  # the component's main source
+
+
+def assign_splits(records: list[dict], fractions, seed: int, max_dup_groups: int = 0) -> dict[str, str]:
+    """group -> split, whole near-duplicate components at a time (:func:`near_duplicate_components`).
+
+    Stratified within each source: components are grouped by their main source, and within it
+    dealt largest first (ties in a seeded order) to the split furthest behind its share of that
+    source's decision points -- so each source's share of train, dev and test stays near its
+    share overall. Then a best-effort repair pass moves whole components so every label appears
+    in test and train (and dev), where that is possible without taking a label away from another
+    split (tiny smoke builds may lack a label held by a single component)."""
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(f"split_fractions must be three non-negative numbers summing to 1, got {fractions}")
     frac = dict(zip(SPLITS, fractions))
-    size, labels = Counter(), defaultdict(Counter)
+    comp_of = near_duplicate_components(records, max_dup_groups)
+    size, labels, sources = Counter(), defaultdict(Counter), defaultdict(Counter)
     for r in records:
-        g = group_of(r)
-        size[g] += 1
-        labels[g][r["label"]] += 1
-    freq = Counter(lab for g in labels for lab in labels[g])  # groups containing each label
-    rank = {lab: (freq[lab], LABELS.index(lab)) for lab in freq}
+        c = comp_of[group_of(r)]
+        size[c] += 1
+        labels[c][r["label"]] += 1
+        sources[c][r["meta"]["source"]] += 1
     strata = defaultdict(list)
-    for g in sorted(labels):
-        strata[min(labels[g], key=rank.__getitem__)].append(g)
-    order = []
-    for lab in sorted(strata, key=rank.__getitem__):
-        gs = strata[lab]
-        random.Random(f"split-{seed}-{lab}").shuffle(gs)
-        order += gs
-    split_of, filled, total = {}, Counter(), 0
-    for g in order:
-        total += size[g]
-        s = max(SPLITS, key=lambda s: (frac[s] * total - filled[s], -SPLITS.index(s)))
-        split_of[g] = s
-        filled[s] += size[g]
+    for c in sorted(size):
+        strata[_stratum(sources[c])].append(c)
+    split_of = {}
+    for name, comps in sorted(strata.items()):
+        random.Random(f"split-{seed}-{name}").shuffle(comps)
+        comps.sort(key=lambda c: -size[c])  # stable: the seeded order breaks ties
+        filled, total = Counter(), 0
+        for c in comps:
+            total += size[c]
+            s = max(SPLITS, key=lambda s: (frac[s] * total - filled[s], -SPLITS.index(s)))
+            split_of[c] = s
+            filled[s] += size[c]
     _repair_splits(split_of, labels, size)
-    return split_of
+    return {g: split_of[c] for g, c in comp_of.items()}
 
 
 def _repair_splits(split_of: dict, labels: dict, size: Counter) -> None:
@@ -122,10 +206,20 @@ def _repair_splits(split_of: dict, labels: dict, size: Counter) -> None:
 
 
 def build_records(cfg, seed: int) -> dict[str, list[dict]]:
-    """split -> decision points (records in collection order)."""
+    """split -> decision points (records in collection order). Groups that touch a domain in
+    ``cfg.ood_domains`` form the ``ood`` split (whole held-out domains, present only when some
+    are named); the rest is split by :func:`assign_splits`."""
     records = collect(cfg, seed)
-    split_of = assign_splits(records, cfg.split_fractions, seed)
-    out = {s: [] for s in SPLITS}
+    ood_domains = list(cfg.ood_domains)
+    present = set().union(*(domain_parts(domain_of(r)) for r in records)) if records else set()
+    missing = [d for d in ood_domains if d not in present]
+    if missing:
+        raise ValueError(f"data.ood_domains {missing} have no decision points in this data; present: {sorted(present)}")
+    ood_groups = {group_of(r) for r in records if is_ood(r, ood_domains)}
+    rest = [r for r in records if group_of(r) not in ood_groups]
+    split_of = assign_splits(rest, cfg.split_fractions, seed, cfg.near_duplicate_max_groups)
+    split_of.update({g: "ood" for g in ood_groups})
+    out = {s: [] for s in SPLITS + (("ood",) if ood_groups else ())}
     for r in records:
         out[split_of[group_of(r)]].append(r)
     return out
@@ -134,7 +228,7 @@ def build_records(cfg, seed: int) -> dict[str, list[dict]]:
 def _features():
     from datasets import Features, Value
 
-    return Features({"id": Value("string"), "label": Value("string"), "source": Value("string"),
+    return Features({"id": Value("string"), "label": Value("string"), "source": Value("string"), "domain": Value("string"),
                      "trajectory_id": Value("string"), "step": Value("int64"), "record": Value("string")})
 
 
@@ -146,6 +240,7 @@ def to_dataset(records: list[dict]):
         cols["id"].append(r["id"])
         cols["label"].append(r["label"])
         cols["source"].append(r["meta"]["source"])
+        cols["domain"].append(domain_of(r))
         cols["trajectory_id"].append(r["meta"]["trajectory_id"])
         cols["step"].append(int(r["meta"].get("step", 0)))
         cols["record"].append(json.dumps(r, sort_keys=True, ensure_ascii=False))
@@ -153,7 +248,7 @@ def to_dataset(records: list[dict]):
 
 
 def build_decisions(cfg, seed: int):
-    """``DataConfig`` -> ``DatasetDict`` train/dev/test of decision points."""
+    """``DataConfig`` -> ``DatasetDict`` train/dev/test (+ ood) of decision points."""
     from datasets import DatasetDict
 
     return DatasetDict({s: to_dataset(recs) for s, recs in build_records(cfg, seed).items()})

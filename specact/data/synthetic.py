@@ -82,7 +82,8 @@ class Trajectory:
 
     def __init__(self, domain: str, index: int, path: str, system: str, tools: list[dict]):
         self.tid = f"synthetic_{domain}_{index:05d}"
-        self.meta = {"source": f"synthetic/{domain}", "trajectory_id": self.tid, "group": self.tid, "path": path}
+        self.meta = {"source": f"synthetic/{domain}", "trajectory_id": self.tid, "group": self.tid, "domain": f"synthetic:{domain}",
+                     "path": path}
         self.messages: list[dict] = [{"role": "system", "content": system}]
         self.tools = tools
         self.records: list[dict] = []
