@@ -273,3 +273,168 @@ def cost_to_reach(df: pd.DataFrame, fraction: float, acc_lo: float, acc_hi: floa
     d = df.dropna(subset=[x, y])
     ok = d[y].to_numpy(float) >= target - 1e-12
     return float(d[x].to_numpy(float)[ok].min()) if ok.any() else float("nan")
+
+
+# ---------------------------------------------------------------- clustered intervals and tests
+def _codes(groups, n: int) -> tuple[np.ndarray, int]:
+    if groups is None:
+        return np.arange(n), n  # every step its own cluster: the iid bootstrap
+    codes = pd.factorize(pd.Series(list(groups), dtype=object))[0]
+    if len(codes) != n:
+        raise ValueError(f"groups: {len(codes)} keys for {n} values")
+    return codes, int(codes.max()) + 1 if n else 0
+
+
+def cluster_draws(n_groups: int, n_resamples: int, seed: int) -> np.ndarray:
+    """[n_resamples, n_groups] cluster indices drawn with replacement (the same for a given seed,
+    so two statistics bootstrapped with one seed are resampled alike)."""
+    return np.random.default_rng(seed).integers(0, n_groups, size=(n_resamples, n_groups))
+
+
+def cluster_bootstrap_ci(values, groups=None, n_resamples: int = 1000, seed: int = 0,
+                         confidence: float = 0.95) -> CI:
+    """Mean of ``values`` with a percentile interval from resampling whole clusters.
+
+    Steps of one scenario group or trajectory are not independent (the same context, the same
+    model state), so the groups are resampled with replacement and each resample's mean is
+    sum of its groups' values / sum of their sizes. ``groups=None`` is the iid bootstrap.
+    """
+    v = np.asarray(values, float)
+    codes, g = _codes(groups, len(v))
+    if len(v) < 2 or g < 2:
+        return CI(float(v.mean()) if len(v) else float("nan"), float("nan"), float("nan"))
+    sums, sizes = np.bincount(codes, v, g), np.bincount(codes, minlength=g).astype(float)
+    draws = cluster_draws(g, n_resamples, seed)
+    dist = sums[draws].sum(1) / sizes[draws].sum(1)
+    a = (1 - confidence) / 2
+    return CI(float(v.mean()), float(np.quantile(dist, a)), float(np.quantile(dist, 1 - a)))
+
+
+def cluster_statistic_ci(data: tuple, statistic: Callable, groups=None, n_resamples: int = 1000,
+                         seed: int = 0, confidence: float = 0.95) -> CI:
+    """Any ``statistic(*arrays)`` (e.g. AUROC) with a cluster-bootstrap percentile interval;
+    resamples where the statistic is undefined (NaN) are dropped."""
+    arrays = [np.asarray(a) for a in data]
+    n = len(arrays[0])
+    codes, g = _codes(groups, n)
+    point = float(statistic(*arrays)) if n else float("nan")
+    if n < 2 or g < 2:
+        return CI(point, float("nan"), float("nan"))
+    members = [np.flatnonzero(codes == k) for k in range(g)]
+    dist = []
+    for draw in cluster_draws(g, n_resamples, seed):
+        idx = np.concatenate([members[k] for k in draw])
+        dist.append(statistic(*[a[idx] for a in arrays]))
+    dist = np.asarray(dist, float)
+    dist = dist[np.isfinite(dist)]
+    if not len(dist):
+        return CI(point, float("nan"), float("nan"))
+    a = (1 - confidence) / 2
+    return CI(point, float(np.quantile(dist, a)), float(np.quantile(dist, 1 - a)))
+
+
+def cluster_auroc(y, score, groups=None, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """AUROC of ``score`` for binary ``y`` with a cluster-bootstrap interval (NaN + reason when undefined)."""
+    y, score = np.asarray(y).astype(int), np.asarray(score, float)
+    ok = np.isfinite(score)
+    y, score = y[ok], score[ok]
+    groups = None if groups is None else np.asarray(list(groups), dtype=object)[ok]
+    if len(np.unique(y)) < 2:
+        return {"auroc": float("nan"), "low": float("nan"), "high": float("nan"), "n": len(y),
+                "reason": "no rows" if len(y) == 0 else "only one class"}
+
+    def stat(yy, ss):
+        return roc_auc_score(yy, ss) if len(np.unique(yy)) == 2 else np.nan
+
+    ci = cluster_statistic_ci((y, score), stat, groups, n_resamples, seed)
+    return {"auroc": ci.estimate, "low": ci.low, "high": ci.high, "n": len(y), "reason": ""}
+
+
+class PairedTest(NamedTuple):
+    diff: float  # mean(a) - mean(b)
+    low: float
+    high: float
+    pvalue: float  # two-sided cluster sign-flip permutation test
+    n_groups: int
+
+
+def paired_cluster_test(values_a, values_b, groups=None, n_resamples: int = 1000, seed: int = 0,
+                        confidence: float = 0.95) -> PairedTest:
+    """Difference of two configurations scored on the same steps, at the cluster level.
+
+    Interval: cluster bootstrap of the per-step differences. Test: under "no difference" the
+    two configurations are exchangeable within each cluster, so each cluster's summed
+    difference may flip its sign; p = share of flips whose |sum| reaches the observed one
+    (every pattern when 2^groups <= n_resamples, else ``n_resamples`` random ones).
+    """
+    d = np.asarray(values_a, float) - np.asarray(values_b, float)
+    ci = cluster_bootstrap_ci(d, groups, n_resamples, seed, confidence)
+    codes, g = _codes(groups, len(d))
+    sums = np.bincount(codes, d, g)
+    if g == 0 or not np.any(sums):
+        return PairedTest(ci.estimate, ci.low, ci.high, 1.0, g)
+    if 2 ** g <= n_resamples:
+        signs = 1 - 2 * ((np.arange(2 ** g)[:, None] >> np.arange(g)) & 1)
+    else:
+        signs = np.random.default_rng(seed).choice([-1, 1], size=(n_resamples, g))
+    observed = abs(sums.sum())
+    p = float(np.mean(np.abs(signs @ sums) >= observed - 1e-12))
+    return PairedTest(ci.estimate, ci.low, ci.high, p, g)
+
+
+# ---------------------------------------------------------------- gap recovered, seeds
+def pgr(accuracy: float, acc_weak: float, acc_strong: float) -> float:
+    """Performance gap recovered: (acc - weak) / (strong - weak); NaN when there is no gap."""
+    gap = acc_strong - acc_weak
+    return float((accuracy - acc_weak) / gap) if gap > 0 else float("nan")
+
+
+def apgr(curve: pd.DataFrame, acc_weak: float, acc_strong: float, x: str = "strong_share",
+         y: str = "accuracy") -> float:
+    """RouteLLM's average performance gap recovered: the area under PGR(x) for the share of
+    steps sent to the strong model x in [0, 1] (trapezoids; the end points (0, weak) and
+    (1, strong) are added, and at equal x the best accuracy is kept)."""
+    if not acc_strong > acc_weak:
+        return float("nan")
+    d = curve[[x, y]].dropna().groupby(x)[y].max()
+    pts = pd.concat([pd.Series({0.0: acc_weak}), d, pd.Series({1.0: acc_strong})])
+    pts = pts.groupby(level=0).max().sort_index()
+    g = (pts.to_numpy(float) - acc_weak) / (acc_strong - acc_weak)
+    xs = pts.index.to_numpy(float)
+    return float(np.sum((xs[1:] - xs[:-1]) * (g[1:] + g[:-1]) / 2))
+
+
+def cost_to_share(curve: pd.DataFrame, acc_ref: float, shares=(0.5, 0.8, 0.95), x: str = "measured_cost",
+                  y: str = "accuracy") -> dict[float, float]:
+    """Cheapest ``x`` of a point reaching each share of the reference accuracy (A's); NaN if none."""
+    d = curve[[x, y]].dropna()
+    out = {}
+    for s in shares:
+        ok = d[y].to_numpy(float) >= s * acc_ref - 1e-12
+        out[s] = float(d[x].to_numpy(float)[ok].min()) if ok.any() else float("nan")
+    return out
+
+
+def across_seeds(per_seed: dict) -> pd.DataFrame:
+    """Mean and spread across training seeds beside each seed's own interval.
+
+    ``per_seed``: ``{seed: {metric: value | (estimate, low, high) | {"estimate"|"auroc", "low", "high"}}}``.
+    Returns one row per metric: ``mean, std`` (sample std, ddof=1), ``min, max, n_seeds`` and
+    ``per_seed`` (``{seed: [estimate, low, high]}``).
+    """
+    metrics = sorted({m for vals in per_seed.values() for m in vals})
+    rows = []
+    for m in metrics:
+        got = {s: _triple(v[m]) for s, v in per_seed.items() if m in v}
+        est = np.array([t[0] for t in got.values()], float)
+        rows.append({"metric": m, "mean": float(np.mean(est)), "std": float(np.std(est, ddof=1)) if len(est) > 1 else float("nan"),
+                     "min": float(est.min()), "max": float(est.max()), "n_seeds": len(est), "per_seed": got})
+    return pd.DataFrame(rows)
+
+
+def _triple(v) -> list[float]:
+    if isinstance(v, dict):
+        return [float(v.get("estimate", v.get("auroc", np.nan))), float(v.get("low", np.nan)), float(v.get("high", np.nan))]
+    if isinstance(v, (tuple, list)):
+        return [float(x) for x in v[:3]]
+    return [float(v), float("nan"), float("nan")]

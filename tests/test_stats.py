@@ -7,6 +7,7 @@ from scipy.stats import binomtest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import f1_score
 
+from specact import stats
 from specact.actions import LABELS
 from specact.stats import (
     auroc,
@@ -124,3 +125,60 @@ def test_frontier_helpers():
     assert cost_to_reach(df, 0.5, 0.6, 0.85) == pytest.approx(0.6)  # target .725 first met at .6
     assert cost_to_reach(df, 0.4, 0.6, 0.85) == pytest.approx(0.4)  # target .70
     assert np.isnan(cost_to_reach(df, 1.0, 0.6, 0.9))
+
+
+# ---------------------------------------------------------------- clusters, gap recovered, seeds
+def test_cluster_bootstrap_hand_case():
+    # Two clusters: g1 = [1, 1] (sum 2, size 2), g2 = [0] (sum 0, size 1). Resampling two
+    # clusters with replacement: {g1,g1} -> 1 (p 1/4), {g1,g2} -> 2/3 (p 1/2), {g2,g2} -> 0 (p 1/4).
+    v, g = [1, 1, 0], ["g1", "g1", "g2"]
+    dist = stats.cluster_draws(2, 20000, seed=0)
+    sums, sizes = np.array([2.0, 0.0]), np.array([2.0, 1.0])
+    means = sums[dist].sum(1) / sizes[dist].sum(1)
+    for value, p in ((1.0, 0.25), (2 / 3, 0.5), (0.0, 0.25)):
+        assert np.mean(np.isclose(means, value)) == pytest.approx(p, abs=0.015)
+    ci = stats.cluster_bootstrap_ci(v, g, n_resamples=20000, seed=0)
+    assert ci.estimate == pytest.approx(2 / 3) and ci.low == 0.0 and ci.high == 1.0
+    iid = stats.cluster_bootstrap_ci(v, None, n_resamples=20000, seed=0)  # each step its own cluster
+    assert iid.low == 0.0 and iid.high == 1.0 and iid.estimate == pytest.approx(2 / 3)
+    # 60% intervals (quantiles 0.2, 0.8): clusters put 1/4 on 0, steps only 1/27 (then 6/27 on 1/3)
+    assert stats.cluster_bootstrap_ci(v, g, 20000, 0, confidence=0.6)[1:] == (0.0, 1.0)
+    assert stats.cluster_bootstrap_ci(v, None, 20000, 0, confidence=0.6)[1:] == pytest.approx((1 / 3, 1.0))
+
+
+def test_cluster_bootstrap_wider_than_iid_for_correlated_groups():
+    rng = np.random.default_rng(0)
+    p = np.repeat(rng.random(40), 10)  # 40 groups of 10 steps sharing a success rate
+    v = (rng.random(400) < p).astype(float)
+    g = np.repeat(np.arange(40), 10)
+    c, i = stats.cluster_bootstrap_ci(v, g), stats.cluster_bootstrap_ci(v)
+    assert (c.high - c.low) > 1.5 * (i.high - i.low)
+    auc = stats.cluster_auroc(v, p + rng.normal(0, 0.1, 400), g, n_resamples=200)
+    assert auc["low"] < auc["auroc"] < auc["high"]
+
+
+def test_paired_cluster_test_hand_case():
+    # Three clusters, each a's total 1 above b's: of the 8 sign patterns only +++ and --- reach |3|.
+    a, b = [1, 0, 1, 1], [0, 0, 0, 0]
+    t = stats.paired_cluster_test(a, b, ["x", "x", "y", "z"])
+    assert t.n_groups == 3 and t.pvalue == pytest.approx(2 / 8) and t.diff == pytest.approx(0.75)
+    assert stats.paired_cluster_test(a, a, ["x", "x", "y", "z"]).pvalue == 1.0
+    assert stats.paired_cluster_test(a, b, None).pvalue == pytest.approx(4 / 16)  # steps as clusters: 0 flips freely
+
+
+def test_apgr_and_cost_to_share_hand_case():
+    curve = pd.DataFrame({"strong_share": [0.5], "accuracy": [0.9], "measured_cost": [0.6]})
+    # PGR: 0 at share 0, (0.9-0.5)/(1-0.5) = 0.8 at 0.5, 1 at share 1 -> 0.5*0.4 + 0.5*0.9 = 0.65
+    assert stats.apgr(curve, 0.5, 1.0) == pytest.approx(0.65)
+    assert stats.pgr(0.9, 0.5, 1.0) == pytest.approx(0.8)
+    assert np.isnan(stats.apgr(curve, 1.0, 1.0))
+    pts = pd.DataFrame({"measured_cost": [0.2, 0.6, 1.0], "accuracy": [0.5, 0.9, 1.0]})
+    assert stats.cost_to_share(pts, 1.0) == {0.5: 0.2, 0.8: 0.6, 0.95: 1.0}
+
+
+def test_across_seeds():
+    t = stats.across_seeds({0: {"acc": (0.7, 0.6, 0.8), "auc": {"auroc": 0.8, "low": 0.7, "high": 0.9}},
+                            1: {"acc": (0.9, 0.8, 1.0), "auc": 0.9}})
+    acc = t.set_index("metric").loc["acc"]
+    assert acc["mean"] == pytest.approx(0.8) and acc["std"] == pytest.approx(np.std([0.7, 0.9], ddof=1))
+    assert acc["per_seed"][1] == [0.9, 0.8, 1.0] and acc["n_seeds"] == 2
