@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--data", required=True, help="decision points in the ACTIONS.md JSONL format")
     e.add_argument("--out", default=None, help="output directory (default reports/<run>/external/<file stem>)")
     e.add_argument("--kernel", default="specact")
+    c = sub.add_parser("compare", help="one table of several runs' results (accuracy, costs, APGR, verifier AUROC)")
+    c.add_argument("paths", nargs="+", metavar="RUN_OR_REPORT_DIR", help="reports/<id>, runs/<id> or a results.json")
+    c.add_argument("--out", default=None, help="also write compare.md / compare.html / compare.csv here")
+    c.add_argument("--html", action="store_true", help="print HTML instead of Markdown")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "run":
@@ -49,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
 
             run_study(args.params, overrides=_overrides(args.set), resume=args.resume, kernel=args.kernel,
                       only=args.only, force=args.force)
+        elif args.cmd == "compare":
+            from specact.compare import compare, write_compare
+
+            print(write_compare(compare(args.paths), args.out)["html" if args.html else "markdown"])
         else:
             from specact.pipeline import evaluate_external
 
