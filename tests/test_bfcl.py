@@ -124,3 +124,77 @@ def test_parse_call_rejects_non_literals():
         bfcl.parse_call("os.system('rm -rf /')")
     with pytest.raises(ValueError):
         bfcl.parse_call("cat(file_name=open('x').read())")
+
+
+# ---------------------------------------------------------------- single-turn sets
+def single(set_name, eid):
+    recs = bfcl.load_single_turn({set_name: 10_000})
+    return next(r for r in recs if r["meta"]["trajectory_id"] == eid)
+
+
+@pytest.mark.parametrize("set_name, eid, label, name", [
+    # hand-checked against ACTIONS.md: a lookup of a record -> retrieval
+    ("live_simple", "live_simple_0-0-0", "retrieval", "get_user_info"),
+    # booking a ride acts -> tool_call
+    ("live_simple", "live_simple_2-2-0", "tool_call", "uber.ride"),
+    # changing an order acts (a dotted SGD-style name, nested arguments)
+    ("live_multiple", "live_multiple_0-0-0", "tool_call", "ChaDri.change_drink"),
+    # a calculation -> tool_call
+    ("simple_python", "simple_python_0", "tool_call", "calculate_triangle_area"),
+    # two calculations in one turn ("Find the sum ..." is still a calculation)
+    ("parallel_multiple", "parallel_multiple_0", "tool_call", "math_toolkit.sum_of_multiples"),
+    # listing workspace files -> file_read; creating a Dockerfile in a directory -> file_write
+    ("live_multiple", "live_multiple_96-42-0", "file_read", "list_files"),
+    ("live_parallel_multiple", "live_parallel_multiple_8-7-0", "file_write", "create_a_docker_file"),
+])
+def test_single_turn_mapping_yields_the_spec_label(set_name, eid, label, name):
+    rec = single(set_name, eid)
+    assert (rec["label"], rec["target"]["name"]) == (label, name)
+    assert rec["meta"]["source"] == f"bfcl/{set_name}" and rec["meta"]["domain"] == f"bfcl_{set_name}"
+    assert rec["messages"][0]["role"] == "system" and [m["role"] for m in rec["messages"][1:]] == ["user"]
+
+
+def test_single_turn_arguments_take_the_first_accepted_value():
+    rec = single("live_multiple", "live_multiple_0-0-0")
+    assert rec["target"]["arguments"]["new_preferences"]["size"] == "large"  # nested: {"size": ["large"]} -> "large"
+    assert single("simple_python", "simple_python_0")["target"]["arguments"] == {"base": 10, "height": 5, "unit": "units"}
+
+
+def test_function_kind_rules():
+    assert bfcl.function_kind("Hotels_4_SearchHotel") == "retrieval"
+    assert bfcl.function_kind("Hotels_4_ReserveHotel") == "tool_call"
+    assert bfcl.function_kind("museum_info", "Retrieves opening hours of a museum.") == "retrieval"
+    assert bfcl.function_kind("segment", "Segments an image into regions.") == "tool_call"  # no known verb: acts
+
+
+def test_live_irrelevance_is_blocked():
+    recs = bfcl.load_single_turn({"live_irrelevance": 12}, seed=0)
+    assert len(recs) == 12 and {r["label"] for r in recs} == {"BLOCKED"} and all(r["tools"] for r in recs)
+    assert bfcl.load_single_turn({"live_irrelevance": 0}) == []
+    with pytest.raises(ValueError, match="unknown BFCL single-turn"):
+        bfcl.load_single_turn({"live_nowhere": 3})
+
+
+def test_derived_clarification_loses_the_removed_value():
+    recs = bfcl.load_single_turn({"live_simple": 258, "simple_python": 120}, seed=0)
+    derived = bfcl.derive_clarifications(recs, 10_000)
+    assert len(derived) > 100
+    by_id = {r["id"]: r for r in recs}
+    for d in derived:
+        src = by_id[d["id"].replace("-clarify", "")]
+        arg = d["meta"]["derived"].split("'")[1]
+        value = str(src["target"]["arguments"][arg])
+        assert value.lower() in src["messages"][-1]["content"].lower()
+        assert value.lower() not in d["messages"][-1]["content"].lower()
+        assert d["label"] == "ask_clarification" and d["target"] is None
+        assert d["meta"]["group"] == src["meta"]["group"] and d["meta"]["domain"] == src["meta"]["domain"]
+        assert d["messages"][:-1] == src["messages"][:-1]
+
+
+def test_derived_clarification_by_hand():
+    rec = single("live_simple", "live_simple_0-0-0")  # "... for the user with the ID 7890, who has black ..."
+    d = bfcl.derive_clarification(rec)
+    assert d["messages"][-1]["content"] == "Can you retrieve the details for the user, who has black as their special request?"
+    assert bfcl._cut("I'm in the mood for a Comedy movie with Jim Carrey.", "Comedy") == "I'm in the mood for a movie with Jim Carrey."
+    assert bfcl._cut("What is the weather like in Boston, MA today?", "Boston, MA") == "What is the weather like today?"
+    assert bfcl._cut("Cancel order 55 and order 55 again", "55") is None  # not exactly once
