@@ -202,3 +202,52 @@ def two_by_two(preds, strong_role: str = "strong") -> dict:
     return {"table": table, "n": s.n, "both_right": int(table.iat[0, 0]), "cheap_only": int(table.iat[0, 1]),
             "strong_only": int(table.iat[1, 0]), "both_wrong": int(table.iat[1, 1]),
             "acc_cheap": float(c.mean()), "acc_strong": float(g.mean()), "oracle_accuracy": float(1 - (~c & ~g).mean())}
+
+
+CURVES = (("D", "verifier"), ("D_conf", "conf_top"), ("D_conf", "conf_margin"), ("E", "verifier"), ("E", "proposer"))
+
+
+def random_curve(preds, roles: dict | None, cfg: EvalConfig | None, name: str, signal: str,
+                 rates=np.linspace(0, 1, 21)) -> pd.DataFrame:
+    """Random acceptance at each rate with ``name``'s cost terms: the curve a signal must beat
+    (expected accuracy p x proposal + (1 - p) x strong, same per-step charges)."""
+    from specact.thresholds import operating_parts, prices
+
+    cfg = cfg or EvalConfig()
+    s = Steps(preds, roles)
+    part, strong, price = operating_parts(s, name, cfg, signal), s.need("strong"), prices(s, cfg)
+    return pd.DataFrame([{"accept_rate": p, "strong_share": 1 - p,
+                          "accuracy": float(np.mean(p * part["prop"]["correct"] + (1 - p) * strong["correct"])),
+                          "nominal_cost": float(np.mean(part["nominal"] + (1 - p) * price["strong"])),
+                          "measured_cost": float(np.mean(part["flops"] + (1 - p) * strong["flops"]) / s.a_mean_flops())}
+                         for p in rates])
+
+
+def signal_report(preds, roles: dict | None, cfg: EvalConfig | None = None, n_resamples: int = 1000,
+                  seed: int = 0, shares=(0.5, 0.8, 0.95)) -> pd.DataFrame:
+    """Each deferral signal side by side on these rows: AUROC on the cheap model's real
+    proposals with a cluster-bootstrap interval (scenario groups), and for each thresholded
+    curve its APGR and the measured cost to reach 50/80/95% of A's accuracy, beside the same
+    for random acceptance at that configuration's prices."""
+    from specact.stats import apgr, cluster_auroc, cost_to_share
+    from specact.thresholds import threshold_sweep
+
+    s = Steps(preds, roles)
+    rows = []
+    for sig, (right, score) in signal_table(preds).items():
+        a = cluster_auroc(right, score, s.group, n_resamples, seed)
+        rows.append({"config": "", "signal": sig, "auroc": a["auroc"], "auroc_low": a["low"], "auroc_high": a["high"]})
+    acc_b, acc_a = float(s.need("cheap")["correct"].mean()), float(s.need("strong")["correct"].mean())
+    for name, sig in CURVES:
+        try:
+            sweep = threshold_sweep(preds, roles, cfg, name, sig).assign(strong_share=lambda d: 1 - d["accept_rate"])
+        except KeyError:
+            continue  # the rows lack this signal
+        rnd = random_curve(preds, roles, cfg, name, sig)
+        row = {"config": name, "signal": sig, "apgr": apgr(sweep, acc_b, acc_a), "apgr_random": apgr(rnd, acc_b, acc_a)}
+        for share, c in cost_to_share(sweep, acc_a, shares).items():
+            row[f"cost_to_{round(share * 100)}"] = c
+        for share, c in cost_to_share(rnd, acc_a, shares).items():
+            row[f"random_cost_to_{round(share * 100)}"] = c
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -246,3 +246,17 @@ def test_strict_metric_has_its_own_threshold(syn):
     assert t_strict.judge == "strict" and t_strict.threshold >= t_type.threshold
     s = run_configuration("A", test, roles, CFG).summary()
     assert s["accuracy_strict"] <= s["accuracy"]
+
+
+def test_signal_report_against_random_acceptance(syn):
+    _, test, roles = syn
+    from specact.deferral import signal_report
+
+    rep = signal_report(test, roles, EvalConfig(), n_resamples=100)
+    auc = rep[rep["config"] == ""].set_index("signal")
+    assert {"verifier", "conf_top", "conf_margin", "strong_likelihood"} <= set(auc.index)
+    assert (auc["auroc_low"] < auc["auroc"]).all() and (auc["auroc"] > 0.7).all()
+    curves = rep[rep["config"] != ""].set_index(["config", "signal"])
+    assert curves["apgr_random"].loc[("D", "verifier")] == pytest.approx(0.5)  # linear in the strong share
+    assert (curves["apgr"] > curves["apgr_random"]).all()
+    assert curves.loc[("D", "verifier"), "cost_to_95"] <= curves.loc[("D", "verifier"), "random_cost_to_95"]
