@@ -7,6 +7,8 @@ charged for every call it would make. Computing each role once keeps the compari
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import random
 from pathlib import Path
@@ -72,20 +74,37 @@ def role_info(roles: dict) -> dict:
     return {r: {k: v for k, v in info.items() if k != "calibration"} for r, (_, _, info) in roles.items()}
 
 
+def base_row(record: dict) -> dict:
+    """The gold side of a prediction row: id, source, domain, group (the split unit: scenario group or
+    trajectory, for cluster statistics), label and gold call."""
+    from specact.data.build import domain_of, group_of
+
+    return {"id": record["id"], "source": record["meta"]["source"], "domain": domain_of(record),
+            "group": group_of(record), "label": record["label"], "gold_call": gold_call(record)}
+
+
 def predict(records: list[dict], roles: dict, eval_cfg: EvalConfig, prompt_cfg: PromptConfig, seed: int = 0,
-            quiet: bool = False) -> list[dict]:
-    """Per-step rows: every model role's prediction, the verifier on the cheap proposal, and E's N samples."""
+            quiet: bool = False, linear=None, stop_early: bool = True) -> list[dict]:
+    """Per-step rows: every model role's prediction, the verifier on the cheap proposal, E's N samples,
+    and (given a fitted ``linear`` baseline pipeline) the linear role's ``{pred, logp}``.
+
+    Each role generates calls within its ``call_budget`` (:func:`set_call_budgets`; else
+    ``eval_cfg.max_new_tokens``), stopping once a call is settled unless ``stop_early=False``.
+    """
     from specact.scoring import generate_calls, predict_role, sample_proposals, verifier_scores
 
     bs, n = eval_cfg.batch_size, len(records)
-    rows = [{"id": r["id"], "source": r["meta"]["source"], "label": r["label"], "gold_call": gold_call(r)} for r in records]
+    rows = [base_row(r) for r in records]
     for role in ("cheap", "strong", "strong_frozen"):
         if role not in roles:
             continue
-        model, tok, _ = roles[role]
-        out = predict_role(model, tok, records, prompt_cfg, bs, eval_cfg.generate_calls, eval_cfg.max_new_tokens, quiet)
+        model, tok, info = roles[role]
+        budget = info.get("call_budget", eval_cfg.max_new_tokens)
+        out = predict_role(model, tok, records, prompt_cfg, bs, eval_cfg.generate_calls, budget, quiet, stop_early)
         for row, o in zip(rows, out):
             row[role] = o
+    if linear is not None:
+        _linear_rows(rows, records, linear, roles["cheap"][1], prompt_cfg)
     vmodel, vtok, vinfo = roles["verifier"]
     cal = vinfo["calibration"]
     cheap_props = [(row["cheap"]["pred"], row["cheap"]["call"]) for row in rows]
@@ -94,7 +113,9 @@ def predict(records: list[dict], roles: dict, eval_cfg: EvalConfig, prompt_cfg: 
         row["verifier_cheap"] = {"score": float(v["score"][i]), "prob": float(v["prob"][i]), "tokens": int(v["tokens"][i]),
                                  "seconds": v["seconds"] / max(n, 1)}
     if eval_cfg.n_samples > 0:
-        _samples(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, generate_calls, sample_proposals, verifier_scores)
+        cheap_cfg = dataclasses.replace(eval_cfg, max_new_tokens=roles["cheap"][2].get("call_budget", eval_cfg.max_new_tokens))
+        gen = functools.partial(generate_calls, stop_early=stop_early)
+        _samples(rows, records, roles, cheap_cfg, prompt_cfg, seed, quiet, gen, sample_proposals, verifier_scores)
     return rows
 
 
@@ -133,15 +154,120 @@ def _samples(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, generate_c
         })
 
 
-def write_rows(rows: list[dict], path: str | Path) -> Path:
-    from specact.report import to_jsonable
+def set_call_budgets(roles: dict, train_records: list[dict], cap: int, run_dir: str | Path | None = None) -> dict:
+    """Store each generating role's ``call_budget`` (``max_new_tokens`` of its calls) in its info:
+    sized from the train split's gold calls with its tokenizer (:func:`specact.scoring.call_token_budget`),
+    at most ``cap`` (``EvalConfig.max_new_tokens``). Computed once per tokenizer and cap, kept in
+    ``<run_dir>/cache/call_budgets.json``. Returns ``{role: budget}``."""
+    from specact.prompts import tokenizer_fingerprint
+    from specact.scoring import call_token_budget
 
+    path = Path(run_dir) / "cache" / "call_budgets.json" if run_dir else None
+    stored = json.loads(path.read_text()) if path and path.is_file() else {}
+    out = {}
+    for role in ("cheap", "strong", "strong_frozen"):
+        if role in roles:
+            _, tok, info = roles[role]
+            key = f"{tokenizer_fingerprint(tok)}-{cap}"
+            if key not in stored:
+                stored[key] = call_token_budget(tok, train_records, cap)
+            out[role] = info["call_budget"] = stored[key]
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stored, indent=1, sort_keys=True))
+    return out
+
+
+def fit_linear(train_records: list[dict], tokenizer, prompt_cfg: PromptConfig):
+    """The TF-IDF + logistic-regression baseline (``specact.baseline``) fitted on the train prompts as
+    the proposer sees them, or None while that module is absent (the ``linear`` role is then left out)."""
+    try:
+        from specact.baseline import fit_linear as fit
+    except ImportError:  # TRAIN's baseline module has not landed in this checkout
+        return None
+    from specact.prompts import render_prompt
+
+    return fit(train_records, [render_prompt(tokenizer, r, prompt_cfg) for r in train_records])
+
+
+def _linear_rows(rows: list[dict], records: list[dict], pipe, tokenizer, prompt_cfg: PromptConfig) -> None:
+    from specact.baseline import predict_linear
+    from specact.prompts import render_prompt
+
+    pred, logp = predict_linear(pipe, [render_prompt(tokenizer, r, prompt_cfg) for r in records])
+    for row, p, lp in zip(rows, pred, np.asarray(logp)):
+        row["linear"] = {"pred": str(p), "logp": [float(x) for x in lp]}
+
+
+PREDICTED_SPLITS = ("dev", "test", "ood")  # dev chooses thresholds; the others are reported
+
+
+def prediction_targets(decisions, eval_cfg: EvalConfig, seed: int, data_file: str | Path = "") -> dict[str, list[dict]]:
+    """``{split: records}`` to predict: dev plus test and ood where the run has them (each a seeded
+    whole-trajectory subsample of at most ``max_examples``), or dev plus ``external`` (the whole
+    file) when a ``data_file`` is evaluated instead of the run's splits."""
+    from specact.data.build import to_records
+    from specact.records import read_jsonl
+
+    names = ["dev"] if data_file else [s for s in PREDICTED_SPLITS if s in decisions]
+    out = {s: select(to_records(decisions[s]), eval_cfg.max_examples, seed) for s in names}
+    if data_file:
+        out["external"] = read_jsonl(data_file)
+    return out
+
+
+def predict_splits(targets: dict[str, list[dict]], roles: dict, eval_cfg: EvalConfig, prompt_cfg: PromptConfig,
+                   seed: int = 0, reuse: dict[str, str | Path] | None = None, **kw) -> dict[str, list[dict]]:
+    """:func:`predict` on every split of ``targets``, except where ``reuse`` names the file of rows a
+    run already computed for that split (``{"dev": path}``: an external evaluation keeps the run's
+    dev predictions, hence its thresholds). ``kw`` goes to :func:`predict`."""
+    reuse = {k: v for k, v in (reuse or {}).items() if v}
+    return {split: read_rows(reuse[split]) if split in reuse else predict(recs, roles, eval_cfg, prompt_cfg, seed, **kw)
+            for split, recs in targets.items()}
+
+
+def write_predictions(rows_by_split: dict[str, list[dict]], eval_dir: str | Path, reported: str) -> dict[str, Path]:
+    """Each split's rows to ``<eval_dir>/predictions_<split>.jsonl``; the ``reported`` split's (the
+    evaluated file's, for an external evaluation) also to ``predictions.jsonl``. Returns the paths."""
+    d = Path(eval_dir)
+    out = {s: write_rows(rows, d / f"predictions_{s}.jsonl") for s, rows in rows_by_split.items()}
+    shown = "external" if "external" in rows_by_split else reported
+    if shown in rows_by_split:
+        out["reported"] = write_rows(rows_by_split[shown], d / "predictions.jsonl")
+    return out
+
+
+def role_table(rows: list[dict]) -> pd.DataFrame:
+    """Each model role on its own: action-type accuracy, mean prompt and generated tokens, ms per decision."""
+    from specact.judge import proposal_correct
+
+    out = {}
+    for role in ("cheap", "strong", "strong_frozen", "linear"):
+        if rows and role in rows[0]:
+            df = pd.DataFrame([r[role] for r in rows])
+            out[role] = {"accuracy": float(np.mean([proposal_correct(r, r[role]["pred"]) for r in rows]))}
+            for col in ("prompt_tokens", "gen_tokens"):
+                if col in df:
+                    out[role][col] = float(df[col].mean())
+            if "seconds" in df:
+                out[role]["ms_per_decision"] = 1000 * float(df["seconds"].mean())
+    return pd.DataFrame(out).T
+
+
+def write_rows(rows: list[dict], path: str | Path) -> Path:
+    """One sorted-key JSON line per row (numpy values written as plain numbers and lists)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as fh:
         for r in rows:
-            fh.write(json.dumps(to_jsonable(r), sort_keys=True) + "\n")
+            fh.write(json.dumps(r, sort_keys=True, default=_plain) + "\n")
     return path
+
+
+def _plain(x):
+    if isinstance(x, (np.generic, np.ndarray)):
+        return x.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(x).__name__}")
 
 
 def read_rows(path: str | Path) -> list[dict]:

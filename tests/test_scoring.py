@@ -150,28 +150,32 @@ def test_call_is_settled_only_when_more_text_cannot_change_the_parsed_call():
         assert parse_action("file_read\n" + text)[1] == parse_action("file_read\n" + text + '} {"name": "x"}\nmore')[1]
 
 
-@pytest.fixture(scope="module")
-def overfit(setup):
-    """A copy of the tiny model taught (Adam, full batch) to write the toy records' gold calls + eos:
-    its generations end at eos like a trained role's, so early stopping has something to agree with."""
+def teach_calls(model, tok, recs, steps: int = 150):
+    """A copy of ``model`` taught (Adam, full batch) to write ``recs``' gold actions + eos: its
+    generations end at eos like a trained role's, so early stopping has something to agree with."""
     import copy
 
     from specact.prompts import completion_ids, gold_call
 
-    tok, model, _ = setup
     model = copy.deepcopy(model).train()
-    recs = [r for r in make_records(8) if uses_tool(r["label"])]
     seqs = [(prompt_ids(tok, r, PROMPT), completion_ids(tok, r["label"], gold_call(r)) + [tok.eos_token_id]) for r in recs]
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(150):
+    for _ in range(steps):
         loss = 0
         for p, c in seqs:
-            logits = model(input_ids=torch.tensor([p + c])).logits[0, len(p) - 1: -1]
-            loss = loss + torch.nn.functional.cross_entropy(logits, torch.tensor(c))
+            logits = model(input_ids=torch.tensor([p + c], device=model.device)).logits[0, len(p) - 1: -1]
+            loss = loss + torch.nn.functional.cross_entropy(logits, torch.tensor(c, device=model.device))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return model.eval(), recs
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def overfit(setup):
+    tok, model, _ = setup
+    recs = [r for r in make_records(8) if uses_tool(r["label"])]
+    return teach_calls(model, tok, recs), recs
 
 
 def test_early_stop_keeps_every_call_and_never_generates_more(setup, overfit):
