@@ -1,30 +1,24 @@
-"""specact.report: the config table, figures, written finding and files on disk."""
+"""specact.report / specact.compare: tables, figures, the rendered report and runs compared."""
 
 import json
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import synthetic_predictions
 from matplotlib.figure import Figure
 
-from specact.cascade import run_all, synthetic_predictions, threshold_sweep
+import specact.evaluate as ev
+from specact import report
+from specact.compare import compare, compare_table, load_results
 from specact.config import EvalConfig
-from specact.report import (
-    config_table,
-    confusion_grid,
-    format_table,
-    frontier_figure,
-    label_distribution_figure,
-    markdown_table,
-    per_source_figure,
-    reliability_figure,
-    to_jsonable,
-    write_report,
-    written_finding,
-)
-from specact.stats import baselines, reliability
+from specact.deferral import run_all
+from specact.pipeline import NOTEBOOKS
+from specact.stats import reliability
 
 B = 100  # bootstrap resamples: enough for a test
+PROVENANCE_KEYS = {"git_commit", "git_dirty", "date", "packages", "device", "params", "stages"}
 
 
 @pytest.fixture(scope="module")
@@ -32,78 +26,146 @@ def run():
     test, roles = synthetic_predictions(300, seed=0)
     dev, _ = synthetic_predictions(300, seed=1)
     results, choices = run_all(dev, test, roles, EvalConfig())
-    base = baselines([r["label"] for r in dev], [r["label"] for r in test])
-    table = config_table(results, base, n_resamples=B)
-    sweeps = {c: threshold_sweep(test, roles, EvalConfig(), c) for c in ("D", "E")}
+    table = report.config_table(results, n_resamples=B)
+    sweeps = report.threshold_sweeps(test, roles, EvalConfig(), results)
     return test, results, choices, table, sweeps
 
 
-def test_config_table(run):
+def test_config_table_and_headline(run):
     _, results, _, t, _ = run
+    assert list(t["config"]) == report._ordered(results)  # the registry's order, only what exists
     t = t.set_index("config")
-    assert list(t.index) == ["A", "A_frozen", "B", "C", "D", "E", "oracle", "random"]
     assert t.loc["C", "accuracy"] == t.loc["A", "accuracy"] and t.loc["C", "p_vs_A"] == 1.0
     assert np.isnan(t.loc["B", "p_vs_B"]) and np.isnan(t.loc["random", "p_vs_B"])  # self / expectation
     assert (t["accuracy_lo"] <= t["accuracy"]).all() and (t["accuracy"] <= t["accuracy_hi"]).all()
-    assert t.loc["A", "x_random"] == pytest.approx(9 * t.loc["A", "accuracy"])
-    assert np.isnan(t.loc["random", "macro_f1"]) and t.loc["B", "macro_f1"] > 0
-    assert t.loc["D", "nominal_cost"] == pytest.approx(0.2 + (1 - t.loc["D", "accept_rate"]))
-    shown = format_table(t.reset_index())
-    assert shown["accuracy [95% CI]"].str.match(r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]").all()
+    head = report.headline_table(t.reset_index(), ood=t.reset_index())
+    assert head.shape[1] <= 9 and len(head) == len(t)
+    assert head["accuracy, test [95% CI]"].str.match(r"^\d{1,3}\.\d% \[\d{1,3}\.\d, \d{1,3}\.\d\]$").all()
+    assert "nan" not in head.to_string().lower()
+    app = report.appendix_table(t.reset_index())
+    assert not app.map(lambda v: isinstance(v, str) and "0000000" in v).any().any()  # no float noise
 
 
-def test_figures_are_figures(run):
+def test_figures(run):
     test, results, _, table, sweeps = run
-    ver = results["D"].steps
-    rel = reliability(ver["proposal_correct"], [r["verifier_cheap"]["prob"] for r in test])
-    figs = {
-        "frontier": frontier_figure(table, sweeps),
-        "confusion": confusion_grid(results, ["A", "B", "random"]),
-        "reliability": reliability_figure(rel),
-        "per_source": per_source_figure(results, ["A", "B", "D"]),
-        "labels": label_distribution_figure({"test": [r["label"] for r in test], "dev": ["retrieval", "BLOCKED"]}),
-    }
-    assert all(isinstance(f, Figure) for f in figs.values())
-    assert len([a for a in figs["confusion"].axes if a.get_visible()]) == 2  # random (expectation) has no matrix
+    rel = reliability(results["D"].steps["proposal_correct"], [r["verifier_cheap"]["prob"] for r in test])
+    fr = report.frontier_figure(table, sweeps)
+    cm = report.confusion_grid(results, ["A", "B", "random"])
+    figs = [fr, cm, report.reliability_figure(rel), report.per_source_figure(results, ["A", "B", "D"])]
+    assert all(isinstance(f, Figure) for f in figs)
+    panels = [a for a in cm.axes if a.get_visible() and a.get_label() != "<colorbar>"]
+    assert len(panels) == 2 and any(a.get_label() == "<colorbar>" for a in cm.axes)  # random has no matrix; one bar
+    labels = [t.get_text() for t in fr.axes[0].texts]
+    assert sorted(labels) == sorted(table["config"])  # every configuration labelled directly, once per panel
+    legend = fr.legends[0].get_texts() if fr.legends else []
+    assert not set(table["config"]) & {t.get_text() for t in legend}  # no configuration repeated in the legend
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fr.axes)
 
 
-def test_write_report_and_finding(run, tmp_path):
-    _, results, choices, table, sweeps = run
-    finding = written_finding(results, table, choices, n_resamples=B)
-    assert "D reaches" in finding and "McNemar p=" in finding and "chosen on dev" in finding
-    acc_d = table.set_index("config").loc["D", "accuracy"]
-    assert f"{100 * acc_d:.1f}%" in finding  # generated from the numbers
-    payload = {"configs": results, "choices": choices, "nan": float("nan"), "arr": np.arange(3)}
-    paths = write_report(tmp_path, payload, {"configurations": format_table(table), "raw": table},
-                         {"frontier": frontier_figure(table, sweeps)}, finding)
-    data = json.loads(paths["results"].read_text())
-    assert {"configs", "choices", "finding", "tables", "nan", "arr"} <= set(data)
-    assert data["nan"] is None and data["arr"] == [0, 1, 2]
-    assert data["configs"]["D"]["accuracy"] == pytest.approx(acc_d)
-    assert data["choices"]["D"]["rule"] in ("target", "max_f1")
-    assert data["tables"]["raw"][0]["config"] == "A" and data["tables"]["raw"][0]["accept_rate"] is None
-    md = paths["report"].read_text()
-    assert "![frontier](frontier.png)" in md and "| config |" in md and (tmp_path / "frontier.png").stat().st_size > 0
+def test_per_source_grid(run):
+    _, results, _, _, _ = run
+    ps = report.per_source_table(results)
+    assert ((ps["accuracy_lo"] <= ps["accuracy"]) & (ps["accuracy"] <= ps["accuracy_hi"])).all()
+    grid = report.per_source_grid(ps)
+    assert list(grid.columns[1:]) == list(results) and grid.iloc[:, 0].str.contains(r"\(n=\d+\)").all()
 
 
 def test_finding_verdicts_follow_the_tests():
     # Small sample, weaker verifier: some comparisons significant, some not; each verdict must match its p.
     test, roles = synthetic_predictions(40, seed=3, separation=0.5)
     results, _ = run_all(test, test, roles, EvalConfig(), configs=("A", "B", "D"))
-    t = config_table(results, n_resamples=B).set_index("config")
-    text = written_finding(results, t.reset_index())
+    t = report.config_table(results, n_resamples=B).set_index("config")
+    text = report.written_finding(results, t.reset_index())
     for ref in ("A", "B"):
         p = t.loc["D", f"p_vs_{ref}"]
         verdict = "significant" if p < 0.05 else "not significant"
         assert f"vs {ref} (McNemar p={p:.2g}, {verdict})" in text
     if t.loc["D", "p_vs_A"] >= 0.05 and t.loc["D", "accuracy_lo"] <= t.loc["A", "accuracy_hi"]:
         assert "cannot tell D from A" in text
+    assert "nan" not in text.lower() and "**Accuracy**" in text  # terms defined, nothing missing printed
 
 
 def test_markdown_and_json_helpers():
     df = pd.DataFrame({"a": [1.5, np.nan], "b": ["x|y", None]})
-    lines = markdown_table(df).splitlines()
+    lines = report.markdown_table(df).splitlines()
     assert lines[:2] == ["| a | b |", "|---|---|"]
     assert lines[2] == "| 1.5 | x\\|y |" and lines[3] == "| – | – |"
-    assert to_jsonable({"x": np.float32(np.inf), "y": (np.int64(2),), "z": pd.Series({"k": np.nan})}) == {
+    assert report.to_jsonable({"x": np.float32(np.inf), "y": (np.int64(2),), "z": pd.Series({"k": np.nan})}) == {
         "x": None, "y": [2], "z": {"k": None}}
+
+
+# ---------------------------------------------------------------- the rendered report
+def make_eval(root, n=90, splits=(("test", 0, 0.6), ("ood", 2, 0.45))):
+    """A run folder holding what 05/06 write: per split, prediction rows and every configuration's steps."""
+    dev, roles = synthetic_predictions(n, seed=1)
+    for split, seed, p_cheap in splits:
+        rows, _ = synthetic_predictions(n, seed=seed, p_cheap=p_cheap)
+        d = root / "eval" / split
+        for name, res in run_all(dev, rows, roles, EvalConfig())[0].items():
+            ev.save_steps(res, d / name)
+        ev.write_rows(rows, d / "predictions.jsonl")
+        (d / "roles.json").write_text(json.dumps(roles))
+    (root / "params.yaml").write_text(f"run_id: {root.name}\nseed: 0\n")
+    (root / "stages").mkdir(exist_ok=True)
+    (root / "stages" / "predict.json").write_text(json.dumps({"status": "ok", "seconds": 12.5, "key": "x"}))
+    return root
+
+
+def render(tmp_path, name):
+    import papermill as pm
+
+    run_dir, out = make_eval(tmp_path / name), tmp_path / f"report-{name}"
+    out.mkdir()
+    pm.execute_notebook(str(NOTEBOOKS / "07_report.ipynb"), str(out / "07_report.ipynb"), kernel_name="specact",
+                        parameters={"run_dir": str(run_dir), "eval_dir": str(run_dir / "eval" / "test"),
+                                    "report_dir": str(out), "bootstrap": B}, progress_bar=False)
+    report.publish(out / "07_report.ipynb", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    return render(tmp_path_factory.mktemp("rep"), "smoke_a")
+
+
+def test_rendered_report_shows_every_figure(rendered):
+    html = (rendered / "report.html").read_text()
+    md = (rendered / "report.md").read_text()
+    for name in ("frontier", "reliability", "per_source", "confusion"):
+        assert f"![png]({name}.png)" in md, name  # report.md: the notebook's own image, named
+        assert (rendered / f"{name}.png").stat().st_size > 0 and (rendered / f"{name}.svg").stat().st_size > 0
+    assert html.count("<img") >= 4 and html.count('src="data:image/png;base64') >= 4
+    nb = nbformat.read(rendered / "07_report.ipynb", as_version=4)
+    outputs = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert "<Figure size" not in outputs and "<Figure size" not in html and "<Figure size" not in md
+    assert "import specact" not in html and "split_dirs" not in html  # code and hide-tagged cells left out
+    assert "nan" not in md.replace("nano", "").lower().split("## provenance")[0]
+
+
+def test_rendered_report_headline_and_provenance(rendered):
+    md = (rendered / "report.md").read_text()
+    start = md.index("**Table 1.")
+    header = md[start:].split("\n")[2]
+    assert 5 <= header.count("|") - 1 <= 9 and "accuracy, ood" in header  # test and ood side by side
+    res = json.loads((rendered / "results.json").read_text())
+    assert PROVENANCE_KEYS <= set(res["provenance"])
+    assert res["provenance"]["params"]["run_id"] == "smoke_a" and res["provenance"]["stages"]["predict"]["seconds"] == 12.5
+    assert res["provenance"]["packages"]["torch"] and res["provenance"]["device"]["cpu"]
+    assert {"configurations_test", "configurations_ood"} <= set(res["tables"])
+
+
+def test_compare_two_runs(rendered, tmp_path):
+    # A second run: the same results under another run id, one configuration fewer (B's accuracy changed).
+    res = json.loads((rendered / "results.json").read_text())
+    res["provenance"]["params"]["run_id"] = "smoke_b"
+    res["tables"] = {k: [r for r in v if r.get("config") != "E"] if k.startswith("configurations_") else v
+                     for k, v in res["tables"].items()}
+    (tmp_path / "results.json").write_text(json.dumps(res))
+    df = compare([rendered, tmp_path / "results.json"])
+    n_configs = len(json.loads((rendered / "results.json").read_text())["tables"]["configurations_test"])
+    per = df[df["split"] == "test"].groupby("run")["config"]
+    assert per.size().to_dict() == {"smoke_a": n_configs, "smoke_b": n_configs - 1} and (per.nunique() == per.size()).all()
+    one = load_results(rendered)
+    assert set(one["split"]) == {"test", "ood"} and one["accuracy"].between(0, 1).all()
+    shown = compare_table(df, split="test")
+    assert len(shown) == 2 * n_configs - 1 and shown["accuracy [95% CI]"].str.contains("%").all()
