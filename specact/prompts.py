@@ -439,6 +439,20 @@ def sft_example(tokenizer, record: dict, cfg: PromptConfig | None = None) -> dic
     return {"prompt": render_prompt(tokenizer, record, cfg), "completion": format_action(record["label"], gold_call(record))}
 
 
-def verifier_text(tokenizer, record: dict, label: str, call: dict | None, cfg: PromptConfig | None = None) -> str:
-    """What the verifier reads: the proposer's prompt followed by the proposed action."""
-    return render_prompt(tokenizer, record, cfg) + format_action(label, call)
+def proposer_summary(logp, k: int = 3) -> str:
+    """The proposer's label distribution in a few tokens: its top-``k`` labels with probabilities."""
+    import numpy as np
+
+    z = np.asarray(logp, dtype=float)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    top = np.argsort(-p, kind="stable")[:k]
+    return "[proposer: " + ", ".join(f"{LABELS[j]} {p[j]:.2f}" for j in top) + "]\n"
+
+
+def verifier_text(tokenizer, record: dict, label: str, call: dict | None, cfg: PromptConfig | None = None,
+                  logp=None) -> str:
+    """What the verifier reads: the proposer's prompt, then (given the proposer's nine label
+    log-probabilities ``logp``) its top-3 labels with probabilities, then the proposed action:
+    the distribution tells the verifier how sure the proposer was, which alone ranks proposals well."""
+    return render_prompt(tokenizer, record, cfg) + (proposer_summary(logp) if logp is not None else "") + format_action(label, call)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from specact.actions import LABELS, uses_tool
 from specact.calibration import apply_calibration
+from specact.prompts import proposer_summary  # the verifier's view of the proposer
 from specact.prompts import (
     PromptConfig, completion_ids, format_action, gold_call, parse_action, prompt_ids, render_prompt,
 )
@@ -299,8 +301,9 @@ def call_token_budget(tokenizer, records: list[dict], cap: int, quantile: float 
     return int(min(cap, np.ceil(np.quantile(lengths, quantile)) + margin))
 
 
-def sample_proposals(logp: np.ndarray, n: int, temperature: float = 1.0, seed: int = 0) -> list[list[int]]:
-    """``n`` distinct label indices per row, sampled without replacement from softmax(logp / T).
+def sample_proposals(logp: np.ndarray, n: int, temperature: float = 0.0, seed: int = 0) -> list[list[int]]:
+    """``n`` distinct label indices per row: at ``temperature`` 0 the proposer's top-``n`` labels
+    (the greedy proposal first), else sampled without replacement from softmax(logp / T).
 
     Gumbel-top-k: adding Gumbel noise to logp / T and keeping the k largest draws k labels
     without replacement with the right probabilities, from the one prefill already paid for.
@@ -308,6 +311,8 @@ def sample_proposals(logp: np.ndarray, n: int, temperature: float = 1.0, seed: i
     """
     logp = np.asarray(logp, dtype=np.float64)
     k = min(n, logp.shape[1])
+    if temperature <= 0:
+        return [[int(j) for j in np.argsort(-row, kind="stable")[:k]] for row in logp]
     out = []
     for i, row in enumerate(logp):
         g = np.random.default_rng([seed, i]).gumbel(size=row.shape)
@@ -316,18 +321,23 @@ def sample_proposals(logp: np.ndarray, n: int, temperature: float = 1.0, seed: i
     return out
 
 
-def verifier_ids(tokenizer, records, proposals, prompt_cfg: PromptConfig | None, max_length: int | None) -> list[list[int]]:
-    """Token ids of ``verifier_text`` (prompt + proposed action) per pair, cut on the left to ``max_length``.
+def verifier_ids(tokenizer, records, proposals, prompt_cfg: PromptConfig | None, max_length: int | None,
+                 logps=None) -> list[list[int]]:
+    """Token ids of ``prompts.verifier_text`` (prompt, the proposer's top labels when ``logps`` gives
+    its label log-probabilities per pair (None entries: none), proposed action) per pair, cut on the
+    left to ``max_length``.
 
     Prompts are rendered once per distinct record object even when several proposals share it
     (config E); the left cut keeps the proposal -- the part being judged -- always in view.
     """
     rendered: dict[int, str] = {}
     out = []
-    for rec, (label, call) in zip(records, proposals):
+    for i, (rec, (label, call)) in enumerate(zip(records, proposals)):
         if id(rec) not in rendered:
             rendered[id(rec)] = render_prompt(tokenizer, rec, prompt_cfg)
-        ids = tokenizer(rendered[id(rec)] + format_action(label, call), add_special_tokens=False)["input_ids"]
+        lp = logps[i] if logps is not None else None
+        text = rendered[id(rec)] + (proposer_summary(lp) if lp is not None else "") + format_action(label, call)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         out.append(ids[-max_length:] if max_length else ids)
     return out
 
@@ -335,15 +345,18 @@ def verifier_ids(tokenizer, records, proposals, prompt_cfg: PromptConfig | None,
 @torch.inference_mode()
 def verifier_scores(model, tokenizer, records: list[dict], proposals: list[tuple[str, dict | None]],
                     prompt_cfg: PromptConfig | None = None, calibration: dict | None = None,
-                    batch_size: int = 16, max_length: int | None = None, quiet: bool = False) -> dict:
+                    batch_size: int = 16, max_length: int | None = None, quiet: bool = False, logps=None) -> dict:
     """Verifier logit (``score``) and calibrated P(accept) (``prob``) of one proposal per record.
 
     Returns ``{score, prob, tokens: [n] int, seconds}``. ``max_length`` defaults to the one the
-    verifier was trained with (stored in ``calibration.json``).
+    verifier was trained with (stored in ``calibration.json``). ``logps``: the proposer's label
+    log-probabilities per proposal, which a verifier trained on them (``reads_proposer``) reads.
     """
     t0 = time.perf_counter()
     max_length = max_length or (calibration or {}).get("max_length")
-    seqs = verifier_ids(tokenizer, records, proposals, prompt_cfg, max_length)
+    if logps is None and (calibration or {}).get("reads_proposer"):
+        warnings.warn("this verifier was trained reading the proposer's label distribution; pass logps", stacklevel=2)
+    seqs = verifier_ids(tokenizer, records, proposals, prompt_cfg, max_length, logps)
     pad = model.config.pad_token_id
     dev = _device(model)
     raw = np.zeros(len(seqs))
