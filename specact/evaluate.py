@@ -120,8 +120,9 @@ def predict(records: list[dict], roles: dict, eval_cfg: EvalConfig, prompt_cfg: 
 
 
 def _samples(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, generate_calls, sample_proposals, verifier_scores):
-    """E: N distinct labels drawn from the cheap model's one prefill; calls generated where a sampled
-    label uses a tool (the greedy call is reused for the cheap model's own label); each scored by the verifier."""
+    """E: the cheap model's top-N distinct labels (``sample_temperature`` 0; else drawn from its one
+    prefill); calls generated where a label uses a tool (the greedy call is reused for the cheap model's
+    own label); each scored by the verifier, which reads the proposer's distribution if trained on it."""
     model, tok, _ = roles["cheap"]
     vmodel, vtok, vinfo = roles["verifier"]
     logp = np.array([row["cheap"]["logp"] for row in rows])
@@ -142,8 +143,9 @@ def _samples(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, generate_c
                 call, toks = extra.get((i, lab), (None, 0))
             props.append((lab, call))
             owners.append((i, toks))
+    reads = vinfo["calibration"].get("reads_proposer")  # the verifier was trained seeing the proposer's distribution
     v = verifier_scores(vmodel, vtok, [records[i] for i, _ in owners], props, prompt_cfg, vinfo["calibration"],
-                        eval_cfg.batch_size, quiet=quiet)
+                        eval_cfg.batch_size, quiet=quiet, logps=[rows[i]["cheap"]["logp"] for i, _ in owners] if reads else None)
     for i in range(len(rows)):
         rows[i]["samples"] = []
     for k, ((i, toks), (lab, call)) in enumerate(zip(owners, props)):
