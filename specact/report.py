@@ -271,6 +271,10 @@ def frontier_summary(table: pd.DataFrame, sweeps: dict[str, pd.DataFrame], fract
     return pd.DataFrame(rows)
 
 
+READABLE = {"apgr": "APGR", "mean_best_accuracy": "mean best accuracy", "cost_to_50pct": "cost to 50% of B→A",
+            "cost_to_80pct": "cost to 80% of B→A", "cost_to_95pct": "cost to 95% of B→A", "n": "steps"}
+
+
 def appendix_table(table: pd.DataFrame) -> pd.DataFrame:
     """Every measure of :func:`config_table` for reading: intervals folded into ``x [lo, hi]``,
     3 decimals, p-values to 2 significant figures, ``–`` for what does not apply."""
@@ -285,7 +289,7 @@ def appendix_table(table: pd.DataFrame) -> pd.DataFrame:
             out[col] = [_p(v) for v in out[col]]
         elif pd.api.types.is_float_dtype(out[col]):
             out[col] = [_f(v, 3) for v in out[col]]
-    return out.rename(columns=lambda c: c.replace("_", " "))
+    return out.rename(columns=lambda c: READABLE.get(c, c.replace("_", " ")))
 
 
 def per_source_table(results: dict[str, StepResults]) -> pd.DataFrame:
@@ -429,7 +433,7 @@ def confusion_grid(results: dict[str, StepResults], configs=None, labels=LABELS,
 
 def reliability_figure(rel: dict, title: str = "Verifier reliability") -> Figure:
     """Reliability diagram from :func:`specact.stats.reliability` with the prob histogram below."""
-    fig = Figure(figsize=(5.5, 6), layout="constrained")
+    fig = Figure(figsize=(4.5, 4.8), layout="constrained")
     top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
     t = rel["table"]
     top.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
