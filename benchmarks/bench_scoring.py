@@ -1,7 +1,7 @@
 """Decision points per second: one-prefill label scoring vs naive generate-and-parse (not a test).
 
-    python benchmarks/bench_scoring.py                        # CPU, from-config Qwen3, synthetic records
-    python benchmarks/bench_scoring.py --device cuda --model-spec '{"name": "Qwen/Qwen3-1.7B"}'
+    python -m benchmarks.bench_scoring                        # CPU, from-config Qwen3, synthetic records
+    python -m benchmarks.bench_scoring --device cuda --model-spec '{"name": "Qwen/Qwen3-1.7B"}'
 
 Rows printed:
 * ``score_labels``: the batched one-prefill scorer end to end (prompt rendering included), and
@@ -17,22 +17,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from specact.actions import LABELS  # noqa: E402
-from specact.config import ModelSpec  # noqa: E402
-from specact.models import load_model, load_tokenizer, model_stats, pick_device  # noqa: E402
-from specact.prompts import PromptConfig, parse_action, prompt_ids  # noqa: E402
-from specact.scoring import compile_scorer, score_labels, score_prompt_ids  # noqa: E402
-from specact.tokenization import bpe_corpus  # noqa: E402
+from specact.actions import LABELS
+from specact.config import ModelSpec
+from specact.models import load_model, load_tokenizer, model_stats, pick_device
+from specact.prompts import PromptConfig, parse_action, prompt_ids
+from specact.scoring import (
+    cache_kwarg, compile_scorer, continuation_scores, label_continuations, label_tree, pad_batch, score_labels,
+    score_prompt_ids,
+)
+from specact.tokenization import bpe_corpus
 
 DEFAULT_CONFIG = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 6, "num_attention_heads": 8,
                   "num_key_value_heads": 4, "head_dim": 32}  # the default profile's strong model (~4.7 M)
@@ -69,13 +68,11 @@ def _sync(device):
 @torch.inference_mode()
 def nine_forwards(model, tok, prompts, batch_size):
     """Label scores without KV reuse: each (prompt, label) pair is its own padded sequence."""
-    from specact.scoring import _continuations, _pad
-
-    conts = _continuations(tok)
+    conts = label_continuations(tok)
     seqs = [p + list(c) for p in prompts for c in conts]
     dev = next(model.parameters()).device
     for s in range(0, len(seqs), batch_size):
-        ids, mask = _pad(seqs[s: s + batch_size], tok.pad_token_id, dev)
+        ids, mask = pad_batch(seqs[s: s + batch_size], tok.pad_token_id, dev)
         model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
 
 
@@ -84,16 +81,14 @@ def score_left_padded(model, tok, prompts, batch_size):
     """The scorer before right padding (for a same-run comparison): left-padded prompts, a padding
     mask and explicit positions in the prefill -- SDPA then runs its masked kernel. The continuation
     forward is the scorer's own."""
-    from specact.scoring import _cache_kwarg, _continuations, _pad, _tree, continuation_scores
-
-    conts = _continuations(tok)
+    conts = label_continuations(tok)
     dev, dtype = next(model.parameters()).device, next(model.parameters()).dtype
-    tree, cache_kw = _tree(conts, dev, dtype), _cache_kwarg(model)
+    tree, cache_kw = label_tree(conts, dev, dtype), cache_kwarg(model)
     first_tok = torch.tensor([c[0] for c in conts], device=dev)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out = []
     for s in range(0, len(order), batch_size):
-        ids, mask = _pad([prompts[i] for i in order[s: s + batch_size]], tok.pad_token_id, dev)
+        ids, mask = pad_batch([prompts[i] for i in order[s: s + batch_size]], tok.pad_token_id, dev)
         pre = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1)
         head = torch.log_softmax(pre.logits[:, -1].float(), -1)[:, first_tok]
         out.append(head + continuation_scores(model, pre, mask, tree, cache_kw, len(conts)))
@@ -119,7 +114,7 @@ def timed(fn, device):
     return time.perf_counter() - t0, out
 
 
-def main(argv=None):
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default=None)
     ap.add_argument("--model-spec", default="", help="ModelSpec fields as JSON (default: a from-config Qwen3)")
@@ -135,89 +130,132 @@ def main(argv=None):
     ap.add_argument("--compile", action="store_true", help="add a row: the one-prefill scorer under torch.compile (specact.scoring.compile_scorer), "
                     "and its scores and the eager ones against float32 (bf16 models)")
     a = ap.parse_args(argv)
-    sweep, a.batch_size = a.batch_size, a.batch_size[0]
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    spec = ModelSpec(**json.loads(a.model_spec)) if a.model_spec else ModelSpec(config=DEFAULT_CONFIG, tokenizer="bpe:2048")
-    cfg = PromptConfig(max_prompt_tokens=a.max_prompt_tokens, tool_schema="compact", max_message_chars=600)
-    recs = records(a.n, a.seed)
-    dev = pick_device(a.device)
-    tok = load_tokenizer(spec, None, bpe_corpus(recs, cfg) if spec.config else None)
-    model = load_model(spec, "causal-lm", dev, tokenizer=tok, seed=a.seed)
-    dtype = next(model.parameters()).dtype
-    stats = model_stats(model, tok, context=a.max_prompt_tokens)
-    prompts = [prompt_ids(tok, r, cfg) for r in recs]
-    ctx = float(np.mean([len(p) for p in prompts]))
-    score_prompt_ids(model, tok, prompts[: a.batch_size], a.batch_size, quiet=True)  # warm-up (kernels, allocator)
+    a.sweep, a.batch_size = a.batch_size, a.batch_size[0]
+    return a
 
-    t_score, res = timed(lambda: score_labels(model, tok, recs, cfg, a.batch_size, quiet=True), dev)
-    t_prompt, _ = timed(lambda: [prompt_ids(tok, r, cfg) for r in recs], dev)
-    t_tok, eager_scores = timed(lambda: score_prompt_ids(model, tok, prompts, a.batch_size, quiet=True), dev)
-    t_sweep = {}
-    for bs in sweep[1:]:
-        score_prompt_ids(model, tok, prompts[:bs], bs, quiet=True)  # warm-up at this shape
-        t_sweep[bs], _ = timed(lambda: score_prompt_ids(model, tok, prompts, bs, quiet=True), dev)  # noqa: B023
-    score_left_padded(model, tok, prompts[: a.batch_size], a.batch_size)  # warm-up
-    t_left, _ = timed(lambda: score_left_padded(model, tok, prompts, a.batch_size), dev)
-    if a.profile:
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]
-                                    + ([torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else [])) as prof:
-            timed(lambda: score_prompt_ids(model, tok, prompts, a.batch_size, quiet=True), dev)
-        key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
-        print(prof.key_averages().table(sort_by=key, row_limit=15, max_name_column_width=60))
-    t_compiled = None
-    if a.compile:  # the same scorer through specact.scoring.compile_scorer (torch.compile, dynamic shapes)
-        compile_scorer(model)
-        t_first, _ = timed(lambda: score_prompt_ids(model, tok, prompts[: 2 * a.batch_size], a.batch_size, quiet=True), dev)
-        score_prompt_ids(model, tok, prompts[: 2 * a.batch_size], a.batch_size, quiet=True)  # warm-up, compiled
-        t_compiled, got = timed(lambda: score_prompt_ids(model, tok, prompts, a.batch_size, quiet=True), dev)
-        print(f"torch.compile: first two batches {t_first:.1f} s (compiling); dynamo {dict(torch._dynamo.utils.counters['stats'])}")
-        compile_scorer(model, False)
-        if dtype != torch.float32:
-            # bf16 rounds differently under fusion: judge both against float32 scores, not each other.
-            ref_n = min(a.n, 128)
-            m32 = load_model(ModelSpec(**{**asdict(spec), "dtype": "float32"}), "causal-lm", dev, tokenizer=tok, seed=a.seed)
-            ref = score_prompt_ids(m32, tok, prompts[:ref_n], a.batch_size, quiet=True)
-            del m32
-            for name, x in (("eager", eager_scores[:ref_n]), ("compiled", got[:ref_n])):
-                d = np.abs(x - ref)
-                print(f"{name} {dtype} vs float32 scores ({ref_n} points): max |diff| {d.max():.3f}, mean {d.mean():.4f}, "
-                      f"same argmax {np.mean(x.argmax(1) == ref.argmax(1)):.3f}")
-        print(f"torch.compile vs eager scores: max |diff| {np.abs(got - eager_scores).max():.2e}, "
-              f"same argmax {np.mean(got.argmax(1) == eager_scores.argmax(1)):.3f}")
+
+class Bench:
+    """The model, prompts and device every row of the table is measured on."""
+
+    def __init__(self, a):
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        self.a = a
+        self.spec = ModelSpec(**json.loads(a.model_spec)) if a.model_spec else ModelSpec(config=DEFAULT_CONFIG, tokenizer="bpe:2048")
+        self.cfg = PromptConfig(max_prompt_tokens=a.max_prompt_tokens, tool_schema="compact", max_message_chars=600)
+        self.recs = records(a.n, a.seed)
+        self.dev = pick_device(a.device)
+        self.tok = load_tokenizer(self.spec, None, bpe_corpus(self.recs, self.cfg) if self.spec.config else None)
+        self.model = load_model(self.spec, "causal-lm", self.dev, tokenizer=self.tok, seed=a.seed)
+        self.dtype = next(self.model.parameters()).dtype
+        self.stats = model_stats(self.model, self.tok, context=a.max_prompt_tokens)
+        self.prompts = [prompt_ids(self.tok, r, self.cfg) for r in self.recs]
+        self.ctx = float(np.mean([len(p) for p in self.prompts]))
+
+    def score(self, batch_size: int, n: int | None = None):
+        return score_prompt_ids(self.model, self.tok, self.prompts[:n], batch_size, quiet=True)
+
+    def timed(self, fn):
+        return timed(fn, self.dev)
+
+
+def time_scorers(b: Bench) -> dict:
+    """Seconds of each scoring row (warm: one batch first at each shape), and the eager scores."""
+    a, t = b.a, {}
+    b.score(a.batch_size, a.batch_size)  # warm-up (kernels, allocator)
+    t["render+score"], t["res"] = b.timed(lambda: score_labels(b.model, b.tok, b.recs, b.cfg, a.batch_size, quiet=True))
+    t["render"], _ = b.timed(lambda: [prompt_ids(b.tok, r, b.cfg) for r in b.recs])
+    t["score"], t["eager"] = b.timed(lambda: b.score(a.batch_size))
+    t["sweep"] = {}
+    for bs in a.sweep[1:]:
+        b.score(bs, bs)  # warm-up at this shape
+        t["sweep"][bs], _ = b.timed(lambda: b.score(bs))  # noqa: B023
+    score_left_padded(b.model, b.tok, b.prompts[: a.batch_size], a.batch_size)  # warm-up
+    t["left"], _ = b.timed(lambda: score_left_padded(b.model, b.tok, b.prompts, a.batch_size))
+    return t
+
+
+def profile_scorer(b: Bench) -> None:
+    cuda = b.dev.type == "cuda"
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+    with torch.profiler.profile(activities=acts) as prof:
+        b.timed(lambda: b.score(b.a.batch_size))
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=15, max_name_column_width=60))
+
+
+def time_compiled(b: Bench, eager: np.ndarray) -> float:
+    """Seconds of the scorer under compile_scorer (after compiling and one warm run); prints its scores' agreement."""
+    a = b.a
+    compile_scorer(b.model)
+    t_first, _ = b.timed(lambda: b.score(a.batch_size, 2 * a.batch_size))
+    b.score(a.batch_size, 2 * a.batch_size)  # warm-up, compiled
+    t_compiled, got = b.timed(lambda: b.score(a.batch_size))
+    print(f"torch.compile: first two batches {t_first:.1f} s (compiling); dynamo {dict(torch._dynamo.utils.counters['stats'])}")
+    compile_scorer(b.model, False)
+    if b.dtype != torch.float32:
+        # bf16 rounds differently under fusion: judge both against float32 scores, not each other.
+        ref_n = min(a.n, 128)
+        m32 = load_model(ModelSpec(**{**asdict(b.spec), "dtype": "float32"}), "causal-lm", b.dev, tokenizer=b.tok, seed=a.seed)
+        ref = score_prompt_ids(m32, b.tok, b.prompts[:ref_n], a.batch_size, quiet=True)
+        del m32
+        for name, x in (("eager", eager[:ref_n]), ("compiled", got[:ref_n])):
+            d = np.abs(x - ref)
+            print(f"{name} {b.dtype} vs float32 scores ({ref_n} points): max |diff| {d.max():.3f}, mean {d.mean():.4f}, "
+                  f"same argmax {np.mean(x.argmax(1) == ref.argmax(1)):.3f}")
+    print(f"torch.compile vs eager scores: max |diff| {np.abs(got - eager).max():.2e}, "
+          f"same argmax {np.mean(got.argmax(1) == eager.argmax(1)):.3f}")
+    return t_compiled
+
+
+def time_baselines(b: Bench) -> dict:
+    """Nine forwards without KV reuse, one-by-one generate + parse, and the matmul floors (s per point)."""
+    a = b.a
     nine_n = min(a.n, 4 * a.n_generate)  # 9x the tokens: a subset is enough for a rate
-    t_nine, _ = timed(lambda: nine_forwards(model, tok, prompts[:nine_n], a.batch_size), dev)
-    gen_prompts = prompts[: a.n_generate]
-    t_gen, labels = timed(lambda: generate_one_by_one(model, tok, gen_prompts, a.max_new_tokens), dev)
-    rate = matmul_rate(dev, dtype)
+    t_nine, _ = b.timed(lambda: nine_forwards(b.model, b.tok, b.prompts[:nine_n], a.batch_size))
+    gen_prompts = b.prompts[: a.n_generate]
+    t_gen, labels = b.timed(lambda: generate_one_by_one(b.model, b.tok, gen_prompts, a.max_new_tokens))
+    rate = matmul_rate(b.dev, b.dtype)
     # The card's dense rate: big square products (8192^3 on a GPU) reach what small ones do not.
-    peak = matmul_rate(dev, dtype, 8192 if dev.type == "cuda" else 2048, 10)
-    floor = 2 * stats["params_total"] * ctx / rate  # seconds per decision point at the matmul roofline
-    floor_peak = 2 * stats["params_total"] * ctx / peak
+    peak = matmul_rate(b.dev, b.dtype, 8192 if b.dev.type == "cuda" else 2048, 10)
+    work = 2 * b.stats["params_total"] * b.ctx  # FLOPs of one decision point's prefill
+    return {"nine": t_nine / nine_n, "gen": t_gen / len(gen_prompts), "labels": labels, "rate": rate, "peak": peak,
+            "floor": work / rate, "floor_peak": work / peak}
 
-    print(f"device={dev} dtype={dtype} params={stats['params_total']:,} (non-emb {stats['params_non_embedding']:,}) "
-          f"mean prompt={ctx:.0f} tokens batch={a.batch_size} threads={torch.get_num_threads()}")
-    print(f"matmul rate: {rate / 1e12:.3f} TFLOP/s at 2048^3, {peak / 1e12:.3f} TFLOP/s at the card's largest shape ({dtype})")
+
+def print_table(b: Bench, t: dict, base: dict, t_compiled: float | None) -> None:
+    a, n = b.a, b.a.n
+    print(f"device={b.dev} dtype={b.dtype} params={b.stats['params_total']:,} (non-emb {b.stats['params_non_embedding']:,}) "
+          f"mean prompt={b.ctx:.0f} tokens batch={a.batch_size} threads={torch.get_num_threads()}")
+    print(f"matmul rate: {base['rate'] / 1e12:.3f} TFLOP/s at 2048^3, {base['peak'] / 1e12:.3f} TFLOP/s at the card's largest shape ({b.dtype})")
     print("(the first row renders prompts too; the rows after it take pre-tokenized prompts)")
     print(f"{'method':<44}{'points/s':>12}{'s/point':>12}")
-    rows = [("score_labels (render + score)", a.n / t_score, t_score / a.n),
-            ("  prompt rendering alone", a.n / t_prompt, t_prompt / a.n),
-            (f"one-prefill scoring (pre-tokenized, b{a.batch_size})", a.n / t_tok, t_tok / a.n),
-            *[(f"one-prefill scoring (pre-tokenized, b{bs})", a.n / t, t / a.n) for bs, t in t_sweep.items()],
-            (f"  the same, left-padded + mask (before, b{a.batch_size})", a.n / t_left, t_left / a.n),
-            *([(f"  the same, torch.compile (b{a.batch_size})", a.n / t_compiled, t_compiled / a.n)] if t_compiled else []),
-            ("9 forwards (no KV reuse, batched)", nine_n / t_nine, t_nine / nine_n),
-            ("generate + parse, one at a time", len(gen_prompts) / t_gen, t_gen / len(gen_prompts)),
-            ("floor: 2 x params x ctx / rate (2048^3)", 1 / floor, floor),
-            ("floor: 2 x params x ctx / rate (peak shape)", 1 / floor_peak, floor_peak)]
-    for name, pps, spp in rows:
-        print(f"{name:<44}{pps:>12.1f}{spp:>12.5f}")
-    best = min([t_tok, *t_sweep.values(), *([t_compiled] if t_compiled else [])]) / a.n
-    print(f"best one-prefill scoring: {best / floor:.2f}x the floor at the 2048^3 rate, {best / floor_peak:.2f}x at the peak-shape rate; "
-          f"{t_gen / len(gen_prompts) / best:.0f}x the naive baseline; right padding {t_left / t_tok:.2f}x faster than left")
-    pred = [LABELS[j] for j in res["logp"].argmax(1)]
+    per_point = [("score_labels (render + score)", t["render+score"] / n), ("  prompt rendering alone", t["render"] / n),
+                 (f"one-prefill scoring (pre-tokenized, b{a.batch_size})", t["score"] / n),
+                 *[(f"one-prefill scoring (pre-tokenized, b{bs})", s / n) for bs, s in t["sweep"].items()],
+                 (f"  the same, left-padded + mask (before, b{a.batch_size})", t["left"] / n),
+                 *([(f"  the same, torch.compile (b{a.batch_size})", t_compiled / n)] if t_compiled else []),
+                 ("9 forwards (no KV reuse, batched)", base["nine"]), ("generate + parse, one at a time", base["gen"]),
+                 ("floor: 2 x params x ctx / rate (2048^3)", base["floor"]),
+                 ("floor: 2 x params x ctx / rate (peak shape)", base["floor_peak"])]
+    for name, spp in per_point:
+        print(f"{name:<44}{1 / spp:>12.1f}{spp:>12.5f}")
+    best = min([t["score"], *t["sweep"].values(), *([t_compiled] if t_compiled else [])]) / n
+    print(f"best one-prefill scoring: {best / base['floor']:.2f}x the floor at the 2048^3 rate, "
+          f"{best / base['floor_peak']:.2f}x at the peak-shape rate; {base['gen'] / best:.0f}x the naive baseline; "
+          f"right padding {t['left'] / t['score']:.2f}x faster than left")
+    pred = [LABELS[j] for j in t["res"]["logp"].argmax(1)]
     print(f"(untrained unless the spec is: score_labels predicts {len(set(pred))} distinct labels; "
-          f"generate parsed a label for {sum(x is not None for x in labels)}/{len(labels)})")
+          f"generate parsed a label for {sum(x is not None for x in base['labels'])}/{len(base['labels'])})")
+
+
+def main(argv=None):
+    b = Bench(parse_args(argv))
+    t = time_scorers(b)
+    if b.a.profile:
+        profile_scorer(b)
+    t_compiled = time_compiled(b, t["eager"]) if b.a.compile else None
+    print_table(b, t, time_baselines(b), t_compiled)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _cache_kwarg(model) -> str:
+def cache_kwarg(model) -> str:
     """``cache`` (transformers >= 5.2x) or ``past_key_values`` (older): a wrong name is swallowed by
     ``**kwargs`` and silently drops the prompt from the continuation forward, so look it up."""
     import inspect
@@ -88,7 +88,7 @@ def _cache_kwarg(model) -> str:
     return "cache" if "cache" in inspect.signature(fwd).parameters else "past_key_values"
 
 
-def _pad(seqs: list[list[int]], pad_id: int, device, side: str = "left") -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(seqs: list[list[int]], pad_id: int, device, side: str = "left") -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -104,7 +104,7 @@ def _batches(n: int, batch_size: int, desc: str, quiet: bool):
     return tqdm(starts, desc=desc, disable=quiet or n <= batch_size, leave=False)
 
 
-def _tree(conts, device, dtype):
+def label_tree(conts, device, dtype):
     """The nine continuations (minus their last token) packed as one branch-per-label sequence.
 
     Returns (ids [C], offsets [C], targets [C], label index [C], causal-within-branch bias [C, C]):
@@ -122,7 +122,7 @@ def _tree(conts, device, dtype):
 
 
 def continuation_scores(model, prefill, mask, tree, cache_kw: str, n_lab: int) -> torch.Tensor:
-    """[b, 9]: log p of each label's tokens after its first, in one forward of the ``_tree`` on the
+    """[b, 9]: log p of each label's tokens after its first, in one forward of the ``label_tree`` on the
     prefill's cache; ``mask`` marks each row's real prompt tokens (either padding side)."""
     t_ids, t_off, t_tgt, t_lab, t_bias = tree
     b, n_c, dtype = mask.shape[0], t_ids.shape[0], t_bias.dtype
@@ -141,7 +141,7 @@ def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int
 
     Two forwards per batch: the right-padded prompts with a KV cache and *no* mask -- causal
     attention alone keeps each real token from the pads after it, so SDPA runs its mask-free
-    flash kernel -- then the nine continuations packed as one tree-shaped sequence (``_tree``)
+    flash kernel -- then the nine continuations packed as one tree-shaped sequence (``label_tree``)
     that attends to the cache's real positions through an explicit 4-D additive mask: no 9x copy
     of the cache, ~one prefill of cost. Needs an attention kernel that takes 4-D masks (eager /
     sdpa, transformers' defaults).
@@ -155,9 +155,9 @@ def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     dev = _device(model)
     dtype = next(model.parameters()).dtype
-    tree = _tree(conts, dev, dtype)
+    tree = label_tree(conts, dev, dtype)
     first_tok = torch.tensor([c[0] for c in conts], device=dev)
-    cache_kw = _cache_kwarg(model)
+    cache_kw = cache_kwarg(model)
     fwd = model.__dict__.get("_specact_compiled", model)  # compile_scorer
     out = np.zeros((len(prompts), n_lab))
     done = []
@@ -165,7 +165,7 @@ def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     for s in _batches(len(order), batch_size, "score labels", quiet):
         idx = order[s: s + batch_size]
-        ids, mask = _pad([prompts[i] for i in idx], pad, dev, side="right")
+        ids, mask = pad_batch([prompts[i] for i in idx], pad, dev, side="right")
         b = ids.shape[0]
         # Right padding, no mask: a padding mask would send SDPA to a slower masked kernel (and
         # per-shape set-up work); pads only ever follow the real tokens, which causality hides.
@@ -247,7 +247,7 @@ def call_is_settled(text: str) -> bool:
 
 def _generate_batch(model, tokenizer, seqs: list[list[int]], pad: int, max_new_tokens: int, stop_early: bool):
     """Greedy continuations of one batch: (generated ids per row, cut at its stop)."""
-    ids, mask = _pad(seqs, pad, _device(model))
+    ids, mask = pad_batch(seqs, pad, _device(model))
     eos = tokenizer.eos_token_id
     stop = CallStop(tokenizer, ids.shape[1], len(seqs), eos)
     extra = {"stopping_criteria": StoppingCriteriaList([stop])} if stop_early else {}
@@ -363,7 +363,7 @@ def verifier_scores(model, tokenizer, records: list[dict], proposals: list[tuple
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     for s in _batches(len(order), batch_size, "verifier", quiet):
         idx = order[s: s + batch_size]
-        ids, mask = _pad([seqs[i] for i in idx], pad, dev)
+        ids, mask = pad_batch([seqs[i] for i in idx], pad, dev)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
         raw[idx] = logits[:, 0].float().cpu().numpy()
