@@ -77,54 +77,76 @@ class DataConfig:
 
 
 @dataclass
-class TrainConfig:
-    """A supervised training stage (proposer or strong model): trl SFTTrainer, completion-only loss."""
+class OptimConfig:
+    """What every trained role shares: the model, the optimiser, the schedule and dev evaluation.
+
+    Training runs ``num_train_epochs`` (``max_steps`` overrides), evaluates the dev loss every
+    ``eval_steps`` (or epoch) and keeps the best checkpoint; ``early_stopping_patience`` ends it
+    once the dev loss stops improving.
+    """
 
     model: ModelSpec = _help("The model to train.", default_factory=ModelSpec)
     lora: bool = _help("Train a peft LoRA adapter (else full fine-tuning; fine for from-config models).", default=True)
     lora_r: int = _help("LoRA rank.", default=16)
     lora_alpha: int = _help("LoRA alpha (scale = alpha / r).", default=32)
-    lora_dropout: float = _help("LoRA dropout.", default=0.05)
     learning_rate: float = _help("Peak learning rate.", default=2.0e-4)
-    max_steps: int = _help("Optimizer steps (0 = use num_train_epochs).", default=0)
-    num_train_epochs: float = _help("Epochs when max_steps is 0.", default=1.0)
+    max_steps: int = _help("Optimizer steps; overrides num_train_epochs (0 = train num_train_epochs).", default=0)
+    num_train_epochs: float = _help("Epochs when max_steps is 0 (early stopping may end training sooner).", default=1.0)
     per_device_train_batch_size: int = _help("Batch size per device.", default=8)
     gradient_accumulation_steps: int = _help("Gradient accumulation.", default=1)
     warmup_ratio: float = _help("Linear warm-up fraction.", default=0.05)
-    max_length: int = _help("Max tokens of prompt + completion during training.", default=1024)
+    max_length: int = _help("Max tokens of prompt + completion (SFT) or context + proposal (verifier).", default=1024)
     group_by_length: bool = _help("Batch examples of similar length together (transformers' LengthGroupedSampler): less padding where prompt lengths vary widely (GPU profiles).", default=False)
     num_processes: int = _help("Data-parallel training processes (one per GPU), started with `accelerate launch` from the notebook (specact.launch); the global batch stays per_device_train_batch_size x gradient_accumulation_steps.", default=1)
-    padding_free: bool = _help("Flatten each micro-batch into one row without padding (trl's padding-free collator); attention stays within each example through torch's variable-length flash attention (specact.packing). No compute on padding, no mask: the GPU profiles' setting.", default=False)
-    torch_compile: bool = _help("torch.compile the model for training (TrainingArguments.torch_compile). Pays 20-60 s of compiling per training call on GPU (first step plus one re-trace for varying lengths), then (H100, padding-free) ~1.5x faster steps: for long runs.", default=False)
-    crossfit_folds: int = _help("Proposer only: K folds trained to predict their held-out fold, so the verifier sees the proposer's own mistakes (0 = none).", default=0)
-    crossfit_max_steps: int = _help("Proposer only: optimizer steps of each cross-fit fold model (0 = max_steps).", default=0)
-    crossfit_examples: int = _help("Proposer only: held-out points predicted per fold (0 = the whole fold); a seeded sample.", default=0)
-    zero_shot: bool = _help("Strong model only: also keep the frozen (not fine-tuned) model for config A_frozen.", default=True)
-    save_steps: int = _help("Checkpoint every N steps, so an interrupted stage resumes (0 = only at the end).", default=0)
+    eval_steps: int = _help("Evaluate the dev loss every N optimizer steps, checkpoint there, and keep the best checkpoint at the end (0 = once per epoch).", default=0)
+    eval_examples: int = _help("Dev examples the loss during training is evaluated on (a seeded sample; 0 = all of dev). Dev accuracy at the end always uses all of dev.", default=0)
+    early_stopping_patience: int = _help("Stop after this many evaluations without a lower dev loss (0 = train to the end; the best checkpoint is kept either way).", default=0)
     logging_steps: int = _help("Log the loss every N steps.", default=10)
+
+    def __post_init__(self):  # covers every role (subclass fields listed too): a zero learning rate trains nothing, exit 0
+        _check(self, ">0", "learning_rate", *(("num_train_epochs",) if self.max_steps == 0 else ()))
+        _check(self, ">=1", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "num_processes",
+               "logging_steps", "lora_r")
+        _check(self, ">=0", "max_steps", "eval_steps", "eval_examples", "early_stopping_patience", "lora_alpha", "save_steps",
+               "crossfit_folds", "crossfit_max_steps", "crossfit_examples", "crossfit_weight")
+        _check(self, "[0,1)", "warmup_ratio", "lora_dropout")
+        if getattr(self, "crossfit_folds", 0) == 1:
+            raise ParamsError("crossfit_folds must be 0 (none) or >= 2: one fold leaves nothing to train on")
 
 
 @dataclass
-class VerifierConfig:
+class TrainConfig(OptimConfig):
+    """A supervised (SFT) role: trl SFTTrainer, completion-only loss."""
+
+    lora_dropout: float = _help("LoRA dropout.", default=0.05)
+    padding_free: bool = _help("Flatten each micro-batch into one row without padding (trl's padding-free collator); attention stays within each example through torch's variable-length flash attention (specact.packing). No compute on padding, no mask: the GPU profiles' setting.", default=False)
+    torch_compile: bool = _help("torch.compile the model for training (TrainingArguments.torch_compile). Pays 20-60 s of compiling per training call on GPU (first step plus one re-trace for varying lengths), then (H100, padding-free) ~1.5x faster steps: for long runs.", default=False)
+    save_steps: int = _help("Checkpoint every N steps, so an interrupted stage resumes (0 = at each dev evaluation).", default=0)
+
+
+@dataclass
+class ProposerConfig(TrainConfig):
+    """The cheap proposer: SFT plus the cross-fit fold models the verifier learns from."""
+
+    crossfit_folds: int = _help("K folds trained to predict their held-out fold, so the verifier sees the proposer's own mistakes (0 = none). Fold models train with the proposer's recipe (epochs, dev evaluation, early stopping).", default=0)
+    crossfit_max_steps: int = _help("Optimizer steps of each cross-fit fold model (0 = the proposer's recipe).", default=0)
+    crossfit_examples: int = _help("Held-out points predicted per fold (0 = the whole fold); a seeded sample.", default=0)
+
+
+@dataclass
+class StrongConfig(TrainConfig):
+    """The strong model: SFT, and its frozen base for A_frozen."""
+
+    zero_shot: bool = _help("Also keep the frozen (not fine-tuned) model for config A_frozen.", default=True)
+
+
+@dataclass
+class VerifierConfig(OptimConfig):
     """The learned verifier: P(proposal is right | context, proposal)."""
 
-    model: ModelSpec = _help("Backbone of the verifier.", default_factory=ModelSpec)
     method: str = _help("classifier (LoRA sequence classifier, BCE) | reward (trl RewardTrainer, pairwise).", default="classifier")
-    lora: bool = _help("Train a LoRA adapter (else full fine-tuning).", default=True)
-    lora_r: int = _help("LoRA rank.", default=16)
-    lora_alpha: int = _help("LoRA alpha.", default=32)
-    learning_rate: float = _help("Peak learning rate.", default=2.0e-4)
-    max_steps: int = _help("Optimizer steps (0 = use num_train_epochs).", default=0)
-    num_train_epochs: float = _help("Epochs when max_steps is 0.", default=1.0)
-    per_device_train_batch_size: int = _help("Batch size per device.", default=8)
-    gradient_accumulation_steps: int = _help("Gradient accumulation.", default=1)
-    warmup_ratio: float = _help("Linear warm-up fraction.", default=0.05)
-    max_length: int = _help("Max tokens of context + proposal.", default=1024)
-    group_by_length: bool = _help("Batch examples of similar length together (transformers' LengthGroupedSampler): less padding where prompt lengths vary widely (GPU profiles).", default=False)
-    num_processes: int = _help("Data-parallel training processes (one per GPU), started with `accelerate launch` from the notebook (specact.launch); the global batch stays per_device_train_batch_size x gradient_accumulation_steps.", default=1)
     calibration: str = _help("isotonic | platt | none: map scores to dev-measured probabilities.", default="isotonic")
     crossfit_weight: int = _help("Times each cross-fitted proposer prediction enters the training pairs: they are the kind of proposal the verifier judges at test time, and synthetic confusions outnumber them ~20:1.", default=1)
-    logging_steps: int = _help("Log the loss every N steps.", default=10)
 
 
 @dataclass
@@ -155,9 +177,9 @@ class StudyConfig:
     configurations: list = _help("Configurations evaluated, each by one execution of the eval notebook (names and order: specact.configurations.NAMES; one whose role the predictions lack is skipped).", default_factory=lambda: list(NAMES))
     prompt: PromptConfig = _help("The prompt builder (shared by all roles).", default_factory=PromptConfig)
     data: DataConfig = _help("Data stage.", default_factory=DataConfig)
-    proposer: TrainConfig = _help("Cheap proposer training.", default_factory=TrainConfig)
+    proposer: ProposerConfig = _help("Cheap proposer training.", default_factory=ProposerConfig)
     verifier: VerifierConfig = _help("Verifier training.", default_factory=VerifierConfig)
-    strong: TrainConfig = _help("Strong model training.", default_factory=TrainConfig)
+    strong: StrongConfig = _help("Strong model training.", default_factory=StrongConfig)
     eval: EvalConfig = _help("Evaluation.", default_factory=EvalConfig)
 
 

@@ -1,7 +1,7 @@
 """Data-parallel training through ``accelerate launch``, started from a notebook or a script.
 
-A training function (:func:`specact.train.train_sft`, :func:`specact.train.crossfit`,
-:func:`specact.train.train_verifier`) whose config asks for ``num_processes > 1`` re-runs
+A training function (``"specact.train:train_sft"``, ``"specact.train:crossfit"``,
+``"specact.verifier:train_verifier"``) whose config asks for ``num_processes > 1`` re-runs
 itself under ``accelerate launch --multi_gpu --num_processes N -m specact.launch <job>``: one
 process per GPU, the HF Trainer wraps the model in DDP, and process 0 saves the model and
 writes the metrics the notebook then reads. The calling notebook never initialises CUDA for
@@ -102,13 +102,21 @@ def _release_gpu_cache() -> None:
                   "(live tensors: a model kept in a variable?); process 0 may run out of memory", flush=True)
 
 
-def run(fn_name: str, n: int, job_dir: str | Path, kwargs: dict, result_file: str | Path):
-    """Run ``specact.train.<fn_name>(**kwargs)`` on ``n`` processes; return what process 0 wrote to
-    ``result_file`` (metrics JSON, or the cross-fit rows JSONL). Output streams to the caller."""
+def resolve_target(target: str) -> tuple[str, str]:
+    """``"module:function"`` -> (module, function); a bare name means ``specact.train:<name>`` (older callers)."""
+    module, _, fn = target.rpartition(":")
+    return module or "specact.train", fn
+
+
+def run(target: str, n: int, job_dir: str | Path, kwargs: dict, result_file: str | Path):
+    """Run ``target`` (``"module:function"``, e.g. ``"specact.train:train_sft"``) with ``kwargs`` on ``n``
+    processes; return what process 0 wrote to ``result_file`` (metrics JSON, or the cross-fit rows
+    JSONL). Output streams to the caller. The target is imported by name in the children only."""
+    module, fn_name = resolve_target(target)
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     job = job_dir / f"launch_{fn_name}.pkl"
-    job.write_bytes(pickle.dumps({"fn": fn_name, "kwargs": kwargs}))
+    job.write_bytes(pickle.dumps({"module": module, "fn": fn_name, "kwargs": kwargs}))
     env = {**os.environ, _JOB_ENV: "1", "TOKENIZERS_PARALLELISM": "false"}
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
     cmd = launch_command(n, job)
@@ -121,7 +129,7 @@ def run(fn_name: str, n: int, job_dir: str | Path, kwargs: dict, result_file: st
         tail.append(line)
     if proc.wait() != 0:
         # torchrun ends with its own summary; name the children's exception first.
-        raise RuntimeError(f"accelerate launch of {fn_name} on {n} processes failed (exit {proc.returncode}): "
+        raise RuntimeError(f"accelerate launch of {target} on {n} processes failed (exit {proc.returncode}): "
                            f"{child_error(tail)}\n" + "".join(list(tail)[-25:]))
     job.unlink(missing_ok=True)
     return _read_result(Path(result_file))
@@ -136,10 +144,10 @@ def _read_result(path: Path):
 
 
 def main(argv: list[str] | None = None) -> None:
-    job = pickle.loads(Path((argv or sys.argv[1:])[0]).read_bytes())
-    from specact import train
+    import importlib
 
-    getattr(train, job["fn"])(**job["kwargs"])
+    job = pickle.loads(Path((argv or sys.argv[1:])[0]).read_bytes())
+    getattr(importlib.import_module(job.get("module", "specact.train")), job["fn"])(**job["kwargs"])
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():

@@ -73,12 +73,42 @@ def show(fig, name: str | None = None, dpi: int = 110) -> None:
     plt.close(fig)  # a no-op for a figure pyplot does not manage
 
 
-def loss_curve(out_dir: str | Path, title: str = "training loss"):
-    """A seaborn line plot of the Trainer's logged loss (``loss_curve.csv`` written by specact.train)."""
+def show(fig) -> None:
+    """Display a matplotlib figure inline once (in Jupyter and in papermill's executed notebook) and
+    close it, so it is neither lost nor shown a second time by the inline backend."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    display(fig)
+    plt.close(fig)
+
+
+def section_dict(cls, values: dict | None):
+    """A params section passed to a notebook as one dict (the runner passes the run's resolved values;
+    a notebook run by hand may pass ``{}``: the dataclass defaults, stated only in specact/config.py)."""
+    return build(cls, dict(values or {}))
+
+
+def learning_curves(out_dir: str | Path, title: str = "learning curves"):
+    """Training and dev loss against the optimizer step (``loss_curve.csv`` written by training), the
+    best dev checkpoint marked, and the dev accuracy at the end (``metrics.json``) in the title."""
+    import matplotlib.pyplot as plt
     import pandas as pd
     import seaborn as sns
 
-    df = pd.read_csv(Path(out_dir) / "loss_curve.csv")
-    ax = sns.lineplot(data=df, x="step", y="loss", marker="o")
-    ax.set_title(title)
-    return ax.figure
+    out_dir = Path(out_dir)
+    df = pd.read_csv(out_dir / "loss_curve.csv")
+    metrics = read_json(out_dir / "metrics.json") if (out_dir / "metrics.json").is_file() else {}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.lineplot(data=df, x="step", y="loss", hue="split", marker="o", ax=ax)
+    if metrics.get("best_step"):
+        ax.axvline(metrics["best_step"], color="grey", linestyle="--", label="best dev loss (kept)")
+        ax.legend()
+    acc = metrics.get("dev_acc")
+    ax.set_title(title + (f" - dev accuracy at the end {acc:.3f}" if acc is not None else ""))
+    return fig
+
+
+def loss_curve(out_dir: str | Path, title: str = "training loss"):
+    """The learning curves (kept under this name for notebooks that call it)."""
+    return learning_curves(out_dir, title)

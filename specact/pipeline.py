@@ -58,9 +58,9 @@ def stages_for(cfg: StudyConfig) -> list[Stage]:
     eval_dir = lambda p: str(p.run_dir / "eval" / "test")  # noqa: E731
     out = [
         Stage("data", "01_data.ipynb", (), lambda c, p: {**_common(c, p), **to_dict(c.data)}),
-        Stage("train_proposer", "02_train_proposer.ipynb", ("data",), lambda c, p: {**_common(c, p), **to_dict(c.proposer)}),
+        Stage("train_proposer", "02_train_proposer.ipynb", ("data",), lambda c, p: {**_common(c, p), "train": to_dict(c.proposer)}),
         Stage("train_verifier", "03_train_verifier.ipynb", ("data", "train_proposer"), lambda c, p: {**_common(c, p), **to_dict(c.verifier)}),
-        Stage("train_strong", "04_train_strong.ipynb", ("data",), lambda c, p: {**_common(c, p), **to_dict(c.strong)}),
+        Stage("train_strong", "04_train_strong.ipynb", ("data",), lambda c, p: {**_common(c, p), "train": to_dict(c.strong)}),
         Stage(
             "predict", "05_predict.ipynb", ("train_proposer", "train_verifier", "train_strong"),
             lambda c, p: {**_common(c, p), **to_dict(c.eval), "data_file": "", "eval_dir": eval_dir(p)},

@@ -14,13 +14,11 @@ prompt+completion jointly (merges across the boundary); ``tests/test_train.py`` 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,131 +26,43 @@ import torch
 from datasets import Dataset
 
 from specact import launch, packing
+from specact import trainer_common as tc
 from specact.actions import LABELS
-from specact.config import ModelSpec, TrainConfig
-from specact.models import load_model, load_tokenizer, model_stats, pick_device
-from specact.prompts import PromptConfig, load_prompt_cache, save_prompt_cache, sft_example, tokenizer_fingerprint
+from specact.config import ModelSpec, PromptConfig, TrainConfig
+from specact.models import load_model, load_tokenizer, pick_device
+from specact.prompts import completion_ids, gold_call, prompt_ids
+# Re-exported: the Trainer plumbing lives in specact.trainer_common (shared with specact.verifier).
+from specact.trainer_common import (META_FILE, _save_prompts, adapter_inputs_uncast, common_args,  # noqa: F401
+                                    last_checkpoint, one_gpu_per_process, prompt_cache_path, role_tokenizer,
+                                    save_model, save_prompts, write_logs)
 
-META_FILE = "specact_model.json"  # how to rebuild a saved model: spec, seed, task, adapter or not
-
-
-def _precision(device: torch.device) -> dict:
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return {"bf16": bf16, "fp16": False, "use_cpu": device.type == "cpu"}
-
-
-def adapter_inputs_uncast(model, active: bool):
-    """Context: peft's LoRA layers stop casting their input to the adapter's fp32 dtype.
-
-    peft keeps the adapters in fp32 over a bf16 base and casts every adapter input up to fp32;
-    under bf16 autocast the adapter's matmul then casts it straight back to bf16. The two copies
-    of a [tokens, width] activation per adapter (210 adapters in SmolLM2: all-linear x 30 layers)
-    are pure memory traffic: the round trip bf16 -> fp32 -> bf16 is exact, so the matmul, the
-    loss and the fp32 master weights of the adapters are the same without it
-    (``tests/test_train.py``). Only for autocast: without it the dtypes would not match.
-    """
-    from peft.helpers import disable_input_dtype_casting
-
-    return disable_input_dtype_casting(model, active=active)
+MIN_PROMPT_TOKENS = 32  # a context clipped for a long completion keeps at least this much prompt
 
 
-def _training_arg_names() -> set[str]:
-    from transformers import TrainingArguments
+def tokenize_sft(tokenizer, records: list[dict], prompt_cfg: PromptConfig, max_length: int) -> tuple[Dataset, dict]:
+    """Pre-tokenized prompt-completion rows for SFTTrainer, and what fitting them to ``max_length`` did.
 
-    return {f.name for f in dataclasses.fields(TrainingArguments)}
-
-
-def _version_args(warmup_ratio: float) -> dict:
-    """Argument names that moved in transformers 5: warmup ratio and activation checkpointing."""
-    names = _training_arg_names()
-    # transformers 5 folded warmup_ratio into warmup_steps (a float in [0, 1) is a ratio).
-    out = {"warmup_ratio": warmup_ratio} if "warmup_ratio" in names else {"warmup_steps": warmup_ratio}
-    # trl's SFTConfig turns checkpointing on by default: ~20-30% slower steps small models don't need.
-    out["activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"] = False
-    return out
-
-
-def _sampling_args(group_by_length: bool) -> dict:
-    """Length-grouped batches: ``train_sampling_strategy`` in newer transformers 5, ``group_by_length`` before."""
-    if not group_by_length:
-        return {}
-    return {"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in _training_arg_names() else {"group_by_length": True}
-
-
-def common_args(cfg, out_dir: Path, seed: int, device: torch.device, quiet: bool) -> dict:
-    """TrainingArguments fields shared by SFT and verifier training (both config dataclasses have them)."""
-    return dict(
-        output_dir=str(out_dir / "checkpoints"), seed=seed, data_seed=seed,
-        learning_rate=cfg.learning_rate, max_steps=cfg.max_steps or -1, num_train_epochs=cfg.num_train_epochs,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        logging_steps=cfg.logging_steps, logging_first_step=True, report_to="none", disable_tqdm=quiet,
-        save_strategy="steps" if getattr(cfg, "save_steps", 0) else "no", save_steps=getattr(cfg, "save_steps", 0) or 500,
-        save_total_limit=1, dataloader_num_workers=0,  # workers cost more than they save on 2 cores
-        # Padding-free rows hold no padding, and a pad id equal to eos would miss each example's eos.
-        include_num_input_tokens_seen="all" if getattr(cfg, "padding_free", False) else "non_padding", **_precision(device), **_version_args(cfg.warmup_ratio),
-        **_sampling_args(getattr(cfg, "group_by_length", False)), torch_compile=getattr(cfg, "torch_compile", False),
-        # Every trainable parameter gets a gradient each step (LoRA on all linear layers, or the whole
-        # model): Trainer's default (True without checkpointing) costs an extra autograd-graph pass per step.
-        ddp_find_unused_parameters=False,
-    )
-
-
-def one_gpu_per_process(args):
-    """Training arguments that drive one GPU per process. Several GPUs visible to one process make
-    the Trainer wrap the model in ``nn.DataParallel`` (slower than DDP; trl refuses it): here more
-    GPUs mean ``num_processes`` (DDP through ``accelerate launch``), so force one (as Trainer does
-    for model parallelism)."""
-    if args.n_gpu > 1:
-        args._n_gpu = 1
-    return args
-
-
-def last_checkpoint(out_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    ck = Path(out_dir) / "checkpoints"
-    return get_last_checkpoint(str(ck)) if ck.is_dir() else None
-
-
-def tokenize_sft(tokenizer, records: list[dict], prompt_cfg: PromptConfig, max_length: int) -> tuple[Dataset, int]:
-    """Pre-tokenized prompt-completion rows for SFTTrainer, and how many were too long to keep.
-
-    An over-long example is dropped, not truncated: truncation would cut the completion (trl
-    keeps the start) or the prompt's start (then train and eval prompts differ).
+    No example is dropped for length (dropping was not at random: 60% of ``repair`` steps, whose
+    gold call is long): where prompt + completion overflow, the prompt is rendered again by the
+    same priority builder with the budget the completion leaves, so the completion always fits
+    whole. Returns ``(dataset, {"n_examples", "n_context_clipped", "labels_before", "labels_after"})``.
     """
     rows = {"input_ids": [], "completion_mask": []}
-    dropped = 0
+    clipped, after = 0, Counter()
     for rec in records:
-        ex = sft_example(tokenizer, rec, prompt_cfg)
-        p = tokenizer(ex["prompt"], add_special_tokens=False)["input_ids"]
-        c = tokenizer(ex["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        if len(p) + len(c) > max_length:
-            dropped += 1
-            continue
-        rows["input_ids"].append(p + c)
-        rows["completion_mask"].append([0] * len(p) + [1] * len(c))
-    return Dataset.from_dict(rows), dropped
-
-
-def write_logs(out_dir: Path, log_history: list[dict]) -> None:
-    """``log_history.json`` as the Trainer kept it, and ``loss_curve.csv`` (step, epoch, loss, lr) to plot."""
-    (out_dir / "log_history.json").write_text(json.dumps(log_history, indent=1))
-    with (out_dir / "loss_curve.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["step", "epoch", "loss", "learning_rate", "grad_norm"])
-        for e in log_history:
-            if "loss" in e:
-                w.writerow([e.get("step"), e.get("epoch"), e["loss"], e.get("learning_rate"), e.get("grad_norm")])
-
-
-def save_model(trainer_model, tokenizer, out: Path, spec: ModelSpec, seed: int, task: str, **extra) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    trainer_model.save_pretrained(str(out))  # a PeftModel writes only the adapter (+ modules_to_save)
-    tokenizer.save_pretrained(str(out))
-    adapter = (out / "adapter_config.json").is_file()
-    meta = {"spec": asdict(spec), "seed": seed, "task": task, "adapter": adapter, **extra}
-    (out / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
+        comp = completion_ids(tokenizer, rec["label"], gold_call(rec)) + [tokenizer.eos_token_id]
+        prompt = prompt_ids(tokenizer, rec, prompt_cfg)
+        if len(prompt) + len(comp) > max_length:
+            budget = max(max_length - len(comp), MIN_PROMPT_TOKENS)
+            prompt = prompt_ids(tokenizer, rec, dataclasses.replace(prompt_cfg, max_prompt_tokens=budget))
+            comp = comp[:max_length - len(prompt)]  # only a completion longer than max_length itself is cut
+            clipped += 1
+        rows["input_ids"].append(prompt + comp)
+        rows["completion_mask"].append([0] * len(prompt) + [1] * len(comp))
+        after[rec["label"]] += 1
+    before = Counter(r["label"] for r in records)
+    return Dataset.from_dict(rows), {"n_examples": len(records), "n_context_clipped": clipped,
+                                     "labels_before": dict(before), "labels_after": dict(after)}
 
 
 def _completion_trainer_cls():
@@ -196,37 +106,36 @@ def _completion_trainer_cls():
     return CompletionOnlySFTTrainer
 
 
-def role_tokenizer(spec: ModelSpec, run_dir, records: list[dict], prompt_cfg: PromptConfig, train_texts=None):
-    """The tokenizer of ``spec``; a ``bpe:<vocab>`` one not yet cached in ``run_dir`` is trained on
-    ``records`` (pass the whole training split: every stage then trains the same tokenizer).
-    Prompts an earlier stage of the run rendered with this tokenizer are loaded into the memo."""
-    from specact.tokenization import bpe_corpus, bpe_dir
-
-    if (train_texts is None and spec.config and spec.tokenizer.startswith("bpe:") and run_dir is not None
-            and not (bpe_dir(run_dir, int(spec.tokenizer[4:])) / "tokenizer.json").is_file()):
-        train_texts = bpe_corpus(records, prompt_cfg)
-    tok = load_tokenizer(spec, run_dir, train_texts)
-    if run_dir is not None:
-        load_prompt_cache(prompt_cache_path(run_dir, tok))
-    return tok
-
-
-def prompt_cache_path(run_dir, tokenizer) -> Path:
-    """Where a run keeps the prompts rendered with ``tokenizer`` (shared by every stage that uses it)."""
-    return Path(run_dir) / "cache" / f"prompts-{tokenizer_fingerprint(tokenizer)}.pkl"
-
-
-def _save_prompts(run_dir, tokenizer) -> None:
-    if run_dir is not None and launch.is_main():
-        save_prompt_cache(prompt_cache_path(run_dir, tokenizer), tokenizer)
-
-
-def _train_sft(records_train, cfg: TrainConfig, prompt_cfg, out_dir: Path, seed: int, run_dir, quiet: bool,
-               device=None, train_texts=None, tok=None):
-    """Train and return (model, tokenizer, partial metrics, trainer); the public functions add evaluation."""
+def _sft_trainer(model, tok, cfg: TrainConfig, ds: Dataset, eval_ds: Dataset | None, out_dir: Path, seed: int,
+                 dev, quiet: bool, eval_batch: int):
+    """trl SFTTrainer (completion-only loss) with dev evaluation, best checkpoint and early stopping
+    when ``eval_ds`` is given."""
     from peft import LoraConfig
     from trl import SFTConfig
 
+    peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules="all-linear", task_type="CAUSAL_LM") if cfg.lora else None
+    args = tc.common_args(cfg, out_dir, seed, dev, quiet)
+    if eval_ds is not None:
+        args.update(tc.eval_args(cfg, eval_batch))
+        if cfg.save_steps and cfg.eval_steps:
+            args["save_steps"] = cfg.eval_steps  # load_best_model_at_end needs the two schedules equal
+    # Padding-free: trl flattens each micro-batch (over-long contexts are already clipped, so no max_length).
+    sft_args = tc.one_gpu_per_process(SFTConfig(**args, completion_only_loss=True, packing=False,
+                                                max_length=None if cfg.padding_free else cfg.max_length,
+                                                padding_free=cfg.padding_free))
+    return _completion_trainer_cls()(model=model, args=sft_args, train_dataset=ds, eval_dataset=eval_ds,
+                                     processing_class=tok, peft_config=peft_cfg,
+                                     callbacks=tc.early_stopping(cfg) if eval_ds is not None else None)
+
+
+def _train_sft(records_train, cfg: TrainConfig, prompt_cfg, out_dir: Path, seed: int, run_dir, quiet: bool,
+               device=None, train_texts=None, tok=None, records_dev=None, eval_batch: int = 16):
+    """Train and return (model, tokenizer, partial metrics, trainer); the public functions add evaluation.
+
+    With ``records_dev``, the dev loss (on ``cfg.eval_examples`` of them) is evaluated during training
+    and the best checkpoint is the model returned.
+    """
     dev = pick_device(device)
     world = launch.world()[1]
     cfg = launch.split_batch(cfg, world)  # the same global batch on 1 or N processes
@@ -234,35 +143,37 @@ def _train_sft(records_train, cfg: TrainConfig, prompt_cfg, out_dir: Path, seed:
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     tok = tok or role_tokenizer(cfg.model, run_dir, records_train, prompt_cfg, train_texts)
     # Full FT keeps fp32 master weights (bf16 autocast on GPU); LoRA freezes the base, bf16 is fine.
-    dtype = None if cfg.lora else torch.float32
-    model = load_model(cfg.model, "causal-lm", dev, run_dir, tokenizer=tok, seed=seed, dtype=dtype)
-    ds, dropped = tokenize_sft(tok, records_train, prompt_cfg, cfg.max_length)
-    if len(ds) == 0:
-        raise ValueError(f"no training example fits max_length={cfg.max_length} (all {dropped} dropped); raise train.max_length or lower prompt.max_prompt_tokens")
-    peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules="all-linear", task_type="CAUSAL_LM") if cfg.lora else None
-    # Padding-free: trl flattens each micro-batch (over-long examples are already dropped, so no max_length).
-    args = one_gpu_per_process(SFTConfig(**common_args(cfg, out_dir, seed, dev, quiet), completion_only_loss=True,
-                                         max_length=None if cfg.padding_free else cfg.max_length, packing=False,
-                                         padding_free=cfg.padding_free))
-    trainer = _completion_trainer_cls()(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_cfg)
+    model = load_model(cfg.model, "causal-lm", dev, run_dir, tokenizer=tok, seed=seed, dtype=None if cfg.lora else torch.float32)
+    ds, fitting = tokenize_sft(tok, records_train, prompt_cfg, cfg.max_length)
+    eval_ds = tokenize_sft(tok, tc.dev_subset(records_dev, cfg.eval_examples, seed), prompt_cfg, cfg.max_length)[0] if records_dev else None
+    trainer = _sft_trainer(model, tok, cfg, ds, eval_ds, out_dir, seed, dev, quiet, eval_batch)
     t0 = time.perf_counter()
-    with packing.training_attention(trainer.model, cfg.padding_free), adapter_inputs_uncast(trainer.model, cfg.lora and args.bf16):
+    with packing.training_attention(trainer.model, cfg.padding_free), adapter_inputs_uncast(trainer.model, cfg.lora and trainer.args.bf16):
         out = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
     wall = time.perf_counter() - t0
     if launch.is_main():
         write_logs(out_dir, trainer.state.log_history)
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    metrics = _run_metrics(trainer, out, wall, cfg, world, dev)
+    metrics.update(fitting, n_train=len(ds))
+    return trainer.model.eval(), tok, metrics, trainer
+
+
+def _run_metrics(trainer, out, wall: float, cfg: TrainConfig, world: int, dev) -> dict:
+    """What a training run did: steps and epochs, first/final/best losses, throughput, the setup."""
+    log = trainer.state.log_history
+    losses = [e["loss"] for e in log if "loss" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in log if "eval_loss" in e]
     tokens = int(trainer.state.num_input_tokens_seen or 0)
-    metrics = {
-        "n_train": len(ds), "n_dropped_overlong": dropped, "steps": trainer.state.global_step,
-        "train_loss": out.training_loss, "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
+    return {
+        "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_loss": out.training_loss,
+        "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
+        "dev_losses": evals, "best_dev_loss": trainer.state.best_metric,
+        "best_step": min(evals, key=lambda e: e[1])[0] if evals else None,
+        "stopped_early": bool(evals) and trainer.state.global_step < trainer.state.max_steps,
         "train_seconds": wall, "train_tokens": tokens, "tokens_per_second": tokens / wall if wall > 0 else None,
-        "lora": cfg.lora, "device": str(dev), "bf16": args.bf16, "num_processes": world, "padding_free": cfg.padding_free,
-        "global_batch": launch.global_batch(cfg, world),
+        "lora": cfg.lora, "device": str(dev), "bf16": trainer.args.bf16, "num_processes": world,
+        "padding_free": cfg.padding_free, "global_batch": launch.global_batch(cfg, world), "learning_rate": cfg.learning_rate,
     }
-    model = trainer.model.eval()
-    return model, tok, metrics, trainer
 
 
 def _label_accuracy(model, tok, records, prompt_cfg, batch_size, quiet) -> tuple[dict, np.ndarray]:
@@ -280,31 +191,91 @@ def train_sft(records_train: list[dict], records_dev: list[dict], cfg: TrainConf
               device=None, train_texts: list[str] | None = None) -> dict:
     """SFT ``cfg.model`` on the decision points; save to ``out_dir/model``; return and write metrics.json.
 
+    The dev loss is evaluated during training and the best checkpoint kept (``cfg.eval_steps``,
+    ``cfg.early_stopping_patience``); dev accuracy is scored at the end on all of ``records_dev``.
     A ``bpe:<vocab>`` tokenizer not cached in ``run_dir`` yet is trained on ``records_train``
     (or on ``train_texts``). Resumes from ``out_dir/checkpoints`` if present.
     """
+    from specact.prompts import prompt_parts_survival
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prompt_cfg = prompt_cfg or PromptConfig()
     if cfg.num_processes > 1 and not launch.in_launched_job():
         role_tokenizer(cfg.model, run_dir, records_train, prompt_cfg, train_texts)  # once, before the processes share it
-        return launch.run("train_sft", cfg.num_processes, out_dir, dict(
-            records_train=records_train, records_dev=records_dev, cfg=cfg, prompt_cfg=prompt_cfg, out_dir=str(out_dir),
-            seed=seed, run_dir=run_dir, batch_size=batch_size, quiet=quiet, train_texts=train_texts), out_dir / "metrics.json")
-    model, tok, metrics, _ = _train_sft(records_train, cfg, prompt_cfg, out_dir, seed, run_dir, quiet, device, train_texts)
+    launched = tc.maybe_launch("specact.train:train_sft", cfg.num_processes, out_dir, dict(
+        records_train=records_train, records_dev=records_dev, cfg=cfg, prompt_cfg=prompt_cfg, out_dir=str(out_dir),
+        seed=seed, run_dir=run_dir, batch_size=batch_size, quiet=quiet, train_texts=train_texts), out_dir / "metrics.json")
+    if launched is not None:
+        return launched
+    model, tok, metrics, _ = _train_sft(records_train, cfg, prompt_cfg, out_dir, seed, run_dir, quiet, device, train_texts,
+                                        records_dev=records_dev, eval_batch=batch_size)
     if not launch.is_main():
         return metrics  # process 0 saves and evaluates
     save_model(model, tok, out_dir / "model", cfg.model, seed, "causal-lm")
-    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the saved model supersedes them
     majority = Counter(r["label"] for r in records_train).most_common(1)[0][0]
     metrics.update({"majority_label": majority, "n_dev": len(records_dev)})
     if records_dev:
         acc, _ = _label_accuracy(model, tok, records_dev, prompt_cfg, batch_size, quiet)
         metrics.update(acc, majority_acc=float(np.mean([r["label"] == majority for r in records_dev])))
-    metrics.update(model_stats(model, tok, context=min(prompt_cfg.max_prompt_tokens, cfg.max_length)))
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    _save_prompts(run_dir, tok)
-    return metrics
+    metrics["prompt_parts_survival"] = prompt_parts_survival(tok, records_train, prompt_cfg).to_dict(orient="index")
+    return tc.finish(model, tok, out_dir, metrics, prompt_cfg, cfg.max_length, run_dir)
+
+
+def frozen_dev_accuracy(cfg: TrainConfig, records_dev: list[dict], prompt_cfg: PromptConfig, out_dir, seed: int = 0,
+                        run_dir=None, *, batch_size: int = 16, quiet: bool = False) -> float:
+    """Dev accuracy of the untouched base model (config A_frozen's model), scored like the trained one;
+    added to ``out_dir/metrics.json`` as ``frozen_dev_acc``."""
+    tok = role_tokenizer(cfg.model, run_dir, records_dev, prompt_cfg)
+    frozen = load_model(cfg.model, "causal-lm", run_dir=run_dir, tokenizer=tok, seed=seed)
+    acc = _label_accuracy(frozen, tok, records_dev, prompt_cfg, batch_size, quiet)[0]["dev_acc"]
+    path = Path(out_dir) / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "frozen_dev_acc": acc}, indent=1))
+    return acc
+
+
+def sweep_lr(records_train: list[dict], records_dev: list[dict], cfg: TrainConfig, prompt_cfg: PromptConfig,
+             learning_rates: list[float], out_dir, seed: int = 0, run_dir=None, *, batch_size: int = 16, quiet: bool = True):
+    """Train the role once per learning rate with its recipe (dev loss, best checkpoint, early stopping)
+    and return a DataFrame per rate: best dev loss, dev accuracy, steps, seconds (also ``sweep_lr.csv``).
+
+    The figures are what a params file's ``learning_rate`` comment cites.
+    """
+    import pandas as pd
+
+    rows = []
+    for lr in learning_rates:
+        sub = Path(out_dir) / f"lr{lr:g}"
+        m = train_sft(records_train, records_dev, dataclasses.replace(cfg, learning_rate=lr), prompt_cfg, sub, seed,
+                      run_dir, batch_size=batch_size, quiet=quiet)
+        rows.append({"learning_rate": lr, "best_dev_loss": m["best_dev_loss"], "dev_acc": m.get("dev_acc"),
+                     "steps": m["steps"], "best_step": m["best_step"], "train_seconds": m["train_seconds"]})
+        shutil.rmtree(sub / "model", ignore_errors=True)  # the sweep keeps figures, not models
+    df = pd.DataFrame(rows)
+    df.to_csv(Path(out_dir) / "sweep_lr.csv", index=False)
+    return df
+
+
+def dev_accuracy_table(metrics: dict, name: str):
+    """The role's dev accuracy beside the majority-class and uniform-random floors (and the frozen base
+    model's, once :func:`frozen_dev_accuracy` has run)."""
+    import pandas as pd
+
+    rows = {name: metrics["dev_acc"], f"majority ({metrics['majority_label']})": metrics["majority_acc"], "random": 1 / len(LABELS)}
+    if "frozen_dev_acc" in metrics:
+        rows["frozen base, zero-shot"] = metrics["frozen_dev_acc"]
+    return pd.Series(rows, name="dev accuracy").to_frame()
+
+
+def role_costs(run_dir, roles=("proposer", "strong")):
+    """Parameter counts and FLOPs per token of the trained roles (their metrics.json), and their ratio:
+    the measured cost column of the cascade comes from these."""
+    import pandas as pd
+
+    keys = ["params_total", "params_non_embedding", "flops_per_token", "flops_per_token_measured"]
+    cost = pd.DataFrame({r: {k: json.loads((Path(run_dir) / r / "metrics.json").read_text())[k] for k in keys} for r in roles})
+    cost[f"{roles[-1]} / {roles[0]}"] = cost[roles[-1]] / cost[roles[0]]
+    return cost
 
 
 def folds_by_trajectory(records: list[dict], k: int, seed: int) -> list[int]:
@@ -317,13 +288,25 @@ def folds_by_trajectory(records: list[dict], k: int, seed: int) -> list[int]:
     return [fold_of[r["meta"]["trajectory_id"]] for r in records]
 
 
+def _heldout_sample(held_idx: list[int], n: int, seed: int, fold: int) -> list[int]:
+    """A seeded sample of ``n`` held-out points of a fold (all when n is 0): the verifier needs a sample
+    of real mistakes, and generating calls for every held-out point dominated the stage."""
+    if not n or len(held_idx) <= n:
+        return held_idx
+    pick = np.random.default_rng([seed, fold]).choice(len(held_idx), n, replace=False)
+    return [held_idx[j] for j in sorted(pick)]
+
+
 def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConfig | None, k: int, out_dir, seed: int = 0,
-             run_dir=None, *, batch_size: int = 16, max_new_tokens: int = 64, quiet: bool = False, device=None) -> list[dict]:
+             run_dir=None, *, records_dev: list[dict] | None = None, batch_size: int = 16, max_new_tokens: int = 64,
+             quiet: bool = False, device=None) -> list[dict]:
     """Held-out-fold proposer predictions on the training set: ``[{id, label, call, logp, gold}]``
     (every training point, or ``cfg.crossfit_examples`` sampled per fold).
 
     Each of ``k`` proposers (folds by trajectory) predicts the fold it never saw, so the verifier
     later trains on the mistakes a proposer really makes on unseen data, not on memorised rows.
+    Fold models follow the deployed proposer's recipe (epochs, dev loss on ``records_dev``, best
+    checkpoint, early stopping) unless ``cfg.crossfit_max_steps`` caps them.
     ``run_dir`` (holding the BPE tokenizer) defaults to ``out_dir``'s parent, as in DESIGN.md.
     Fold models are not kept; their logs go to ``out_dir/crossfit/fold<i>/``.
     """
@@ -334,24 +317,21 @@ def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConf
     prompt_cfg = prompt_cfg or PromptConfig()
     fold = folds_by_trajectory(records_train, k, seed)
     tok = role_tokenizer(cfg.model, run_dir, records_train, prompt_cfg)  # the whole split, not a fold
-    if cfg.num_processes > 1 and not launch.in_launched_job():
-        return launch.run("crossfit", cfg.num_processes, out_dir, dict(
-            records_train=records_train, cfg=cfg, prompt_cfg=prompt_cfg, k=k, out_dir=str(out_dir), seed=seed,
-            run_dir=run_dir, batch_size=batch_size, max_new_tokens=max_new_tokens, quiet=quiet), out_dir / "crossfit.jsonl")
+    launched = tc.maybe_launch("specact.train:crossfit", cfg.num_processes, out_dir, dict(
+        records_train=records_train, cfg=cfg, prompt_cfg=prompt_cfg, k=k, out_dir=str(out_dir), seed=seed, run_dir=run_dir,
+        records_dev=records_dev, batch_size=batch_size, max_new_tokens=max_new_tokens, quiet=quiet), out_dir / "crossfit.jsonl")
+    if launched is not None:
+        return launched
+    fold_cfg = dataclasses.replace(cfg, max_steps=cfg.crossfit_max_steps) if getattr(cfg, "crossfit_max_steps", 0) else cfg
     rows: dict[int, dict] = {}
     for f in range(k):
         train = [r for r, g in zip(records_train, fold) if g != f]
-        held_idx = [i for i, g in enumerate(fold) if g == f]
-        if cfg.crossfit_examples and len(held_idx) > cfg.crossfit_examples:
-            # A seeded sample of the fold: the verifier needs a sample of real mistakes, and
-            # generating calls for every held-out point dominated the stage (CPU and GPU alike).
-            pick = np.random.default_rng([seed, f]).choice(len(held_idx), cfg.crossfit_examples, replace=False)
-            held_idx = [held_idx[j] for j in sorted(pick)]
+        held_idx = _heldout_sample([i for i, g in enumerate(fold) if g == f], getattr(cfg, "crossfit_examples", 0), seed, f)
         held = [records_train[i] for i in held_idx]
         fdir = out_dir / "crossfit" / f"fold{f}"
         fdir.mkdir(parents=True, exist_ok=True)
-        fold_cfg = dataclasses.replace(cfg, max_steps=cfg.crossfit_max_steps or cfg.max_steps)
-        model, _, metrics, _ = _train_sft(train, fold_cfg, prompt_cfg, fdir, seed + f, run_dir, quiet, device, tok=tok)
+        model, _, metrics, _ = _train_sft(train, fold_cfg, prompt_cfg, fdir, seed + f, run_dir, quiet, device, tok=tok,
+                                          records_dev=records_dev, eval_batch=batch_size)
         if not launch.is_main():
             continue  # process 0 predicts the held-out fold; the others wait for it in the next fold's DDP setup
         res = score_labels(model, tok, held, prompt_cfg, batch_size, quiet=quiet)
@@ -364,13 +344,24 @@ def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConf
             rows[i] = {"id": records_train[i]["id"], "label": lab, "call": call, "logp": lp.tolist(), "gold": records_train[i]["label"]}
         del model
     out = [rows[i] for i in sorted(rows)]
-    if not launch.is_main():
-        return out
-    _save_prompts(run_dir, tok)
-    with (out_dir / "crossfit.jsonl").open("w") as fh:
-        for r in out:
-            fh.write(json.dumps(r, sort_keys=True) + "\n")
+    if launch.is_main():
+        _write_crossfit(out_dir, out, run_dir, tok)
     return out
+
+
+def crossfit_confusion(rows: list[dict]):
+    """Gold label x held-out prediction of the cross-fit rows, with margins (the mistakes the verifier learns)."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    return pd.crosstab(df["gold"], df["label"], margins=True)
+
+
+def _write_crossfit(out_dir: Path, rows: list[dict], run_dir, tok) -> None:
+    save_prompts(run_dir, tok)
+    with (out_dir / "crossfit.jsonl").open("w") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, sort_keys=True) + "\n")
 
 
 def load_trained(out_dir, spec: ModelSpec | None = None, task: str | None = None, device=None, merge: bool = True):

@@ -55,3 +55,15 @@ def test_child_error_names_the_exception_behind_torchruns_rank_prefix():
     assert launch.child_error(tail).startswith("torch.OutOfMemoryError: CUDA out of memory")
     assert launch.child_error(["ValueError: bad\n"]) == "ValueError: bad"
     assert launch.child_error(["no exception here\n"]) == "see the output above"
+
+
+def test_target_is_module_colon_function_and_launch_imports_nothing_of_the_project():
+    import ast
+    from pathlib import Path
+
+    assert launch.resolve_target("specact.verifier:train_verifier") == ("specact.verifier", "train_verifier")
+    assert launch.resolve_target("train_sft") == ("specact.train", "train_sft")
+    tree = ast.parse(Path(launch.__file__).read_text())
+    imported = [n.module if isinstance(n, ast.ImportFrom) else a.name
+                for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names]
+    assert not [m for m in imported if m and m.startswith("specact")]

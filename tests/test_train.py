@@ -9,7 +9,7 @@ import pytest
 from specact_toy import PROMPT, make_records, tiny_spec, toy_run_dir
 
 from specact.actions import LABELS
-from specact.config import TrainConfig, VerifierConfig
+from specact.config import ProposerConfig, TrainConfig, VerifierConfig
 from specact.models import load_model, load_tokenizer
 from specact.prompts import completion_ids, gold_call, prompt_ids, sft_example
 from specact.scoring import score_labels, verifier_scores
@@ -26,7 +26,7 @@ def run_dir(tmp_path_factory):
 def _cfg(**kw) -> TrainConfig:
     base = dict(model=tiny_spec(), lora=False, learning_rate=5e-3, max_steps=12, per_device_train_batch_size=4,
                 logging_steps=1, warmup_ratio=0.0, max_length=512)
-    return TrainConfig(**{**base, **kw})
+    return ProposerConfig(**{**base, **kw})
 
 
 def test_train_ids_equal_eval_ids_through_trl(run_dir, tmp_path):
@@ -36,9 +36,9 @@ def test_train_ids_equal_eval_ids_through_trl(run_dir, tmp_path):
 
     tok = load_tokenizer(tiny_spec(), run_dir)
     rec = RECS[0]  # file_read with a gold call
-    ds, dropped = tokenize_sft(tok, [rec], PROMPT, 512)
+    ds, fitting = tokenize_sft(tok, [rec], PROMPT, 512)
     p, c = prompt_ids(tok, rec, PROMPT), completion_ids(tok, rec["label"], gold_call(rec)) + [tok.eos_token_id]
-    assert dropped == 0 and ds[0]["input_ids"] == p + c
+    assert fitting["n_context_clipped"] == 0 and ds[0]["input_ids"] == p + c
     args = SFTConfig(**common_args(_cfg(), tmp_path, 0, __import__("torch").device("cpu"), True), completion_only_loss=True, max_length=512)
     model = load_model(tiny_spec(), run_dir=run_dir)
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
@@ -51,6 +51,39 @@ def test_train_ids_equal_eval_ids_through_trl(run_dir, tmp_path):
     text_ds = Dataset.from_list([sft_example(tok, rec, PROMPT)])
     t2 = SFTTrainer(model=model, args=args, train_dataset=text_ds, processing_class=tok)
     assert t2.train_dataset[0]["input_ids"] == p + c
+
+
+def test_no_example_is_dropped_for_length(run_dir):
+    """A context too long beside its completion is clipped (by the prompt builder), never dropped:
+    the completion fits whole and the label counts before and after match."""
+    tok = load_tokenizer(tiny_spec(), run_dir)
+    recs = [dict(r, messages=r["messages"][:1] + [{"role": "user", "content": "show " + "words and more " * 60}]) for r in RECS[:8]]
+    ds, fitting = tokenize_sft(tok, recs, PROMPT, 96)
+    assert len(ds) == len(recs) and fitting["n_context_clipped"] == len(recs)
+    assert fitting["labels_before"] == fitting["labels_after"]
+    for rec, ids, mask in zip(recs, ds["input_ids"], ds["completion_mask"]):
+        comp = completion_ids(tok, rec["label"], gold_call(rec)) + [tok.eos_token_id]
+        assert len(ids) <= 96 and sum(mask) == len(comp) and ids[-len(comp):] == comp
+
+
+def test_dev_loss_during_training_keeps_the_best_checkpoint(run_dir, tmp_path):
+    from specact.train import _train_sft
+
+    cfg = _cfg(max_steps=4, eval_steps=1, learning_rate=1.0)  # a rate that overshoots: the last model is not the best
+    model, tok, m, trainer = _train_sft(RECS[:16], cfg, PROMPT, tmp_path, 0, run_dir, True, records_dev=RECS[16:])
+    losses = [loss for _, loss in m["dev_losses"]]
+    assert [s for s, _ in m["dev_losses"]] == [1, 2, 3, 4] and m["best_dev_loss"] == min(losses) < losses[-1]
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(m["best_dev_loss"], rel=1e-5)  # the best model is the one returned
+    curve = (tmp_path / "loss_curve.csv").read_text()
+    assert curve.count(",dev,") == 4 and ",train," in curve
+
+
+def test_early_stopping_ends_training_when_dev_loss_stops_falling(run_dir, tmp_path):
+    from specact.train import _train_sft
+
+    cfg = _cfg(max_steps=40, eval_steps=1, learning_rate=0.5, early_stopping_patience=1)  # a rate that overshoots
+    _, _, m, _ = _train_sft(RECS[:16], cfg, PROMPT, tmp_path, 0, run_dir, True, records_dev=RECS[16:])
+    assert m["stopped_early"] and m["steps"] < 40 and m["steps"] == m["best_step"] + 1
 
 
 def test_full_sft_loss_falls_saves_and_reloads(run_dir, tmp_path):
