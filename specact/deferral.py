@@ -251,3 +251,46 @@ def signal_report(preds, roles: dict | None, cfg: EvalConfig | None = None, n_re
             row[f"random_cost_to_{round(share * 100)}"] = c
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _operating_point(rows_dev, name: str, cfg: EvalConfig, judge: str) -> ThresholdChoice | None:
+    """Dev choice of a thresholded configuration; random takes D's (it accepts at D's rate)."""
+    if name in THRESHOLDED:
+        return choose(rows_dev, name, cfg, judge)
+    return choose(rows_dev, "D", cfg, judge) if name == "random" else None
+
+
+def evaluate_split(name: str, rows_dev, rows, roles: dict | None, cfg: EvalConfig | None = None,
+                   seed: int = 0) -> dict:
+    """Configuration ``name`` on one reported split, its operating point from dev: the headline
+    result (type judge), the strict metric run with its own dev threshold, and cluster-bootstrap
+    intervals of both accuracies over the rows' groups."""
+    from specact.stats import cluster_bootstrap_ci
+
+    cfg = cfg or EvalConfig()
+    out = {}
+    for judge, col in (("type", "correct"), ("strict", "correct_strict")):
+        ch = _operating_point(rows_dev, name, cfg, judge)
+        res = run_configuration(name, rows, roles, cfg, threshold=ch.threshold if ch else None,
+                                signal=ch.signal if ch and name != "random" else None, seed=seed)
+        ci = cluster_bootstrap_ci(res.steps[col].astype(float), res.steps["group"], cfg.bootstrap, seed)
+        out[judge] = {"result": res, "choice": ch, "accuracy_ci": ci}
+    return out
+
+
+def save_split(ev: dict, directory) -> None:
+    """``steps.jsonl`` + ``metrics.json`` (headline) and ``extra.json`` (intervals, the dev choices
+    and the strict metric's own summary) of one configuration on one split."""
+    import json
+    from pathlib import Path
+
+    from specact.evaluate import save_steps
+
+    d = Path(directory)
+    save_steps(ev["type"]["result"], d)
+    strict = ev["strict"]
+    extra = {"accuracy_ci": ev["type"]["accuracy_ci"]._asdict(),
+             "choice": ev["type"]["choice"].asdict() if ev["type"]["choice"] else None,
+             "strict": {"summary": strict["result"].summary(), "accuracy_ci": strict["accuracy_ci"]._asdict(),
+                        "choice": strict["choice"].asdict() if strict["choice"] else None}}
+    (d / "extra.json").write_text(json.dumps(extra, indent=1, default=float))

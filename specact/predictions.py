@@ -22,7 +22,8 @@ from specact.actions import LABELS, TOOL_LABELS
 from specact.judge import judge_many
 
 MODEL_ROLES = ("cheap", "strong", "strong_frozen", "linear")
-SPLITS = ("dev", "test", "ood")  # dev chooses thresholds; test and ood are reported
+SPLITS = ("dev", "test", "ood", "external")  # dev chooses thresholds; the others are reported
+REPORTED = SPLITS[1:]
 
 
 # ---------------------------------------------------------------- files
@@ -50,7 +51,7 @@ def read_rows(path: str | Path) -> list[dict]:
 
 
 def prediction_files(eval_dir: str | Path) -> dict[str, Path]:
-    """``{split: path}`` of the prediction rows found for dev / test / ood.
+    """``{split: path}`` of the prediction rows found for dev / test / ood / external.
 
     Looked up, first hit wins: ``<eval_dir>/<split>/predictions.jsonl`` (one folder per split),
     ``<eval_dir>/predictions_<split>.jsonl``, and, for an ``eval_dir`` that is itself one

@@ -260,3 +260,22 @@ def test_signal_report_against_random_acceptance(syn):
     assert curves["apgr_random"].loc[("D", "verifier")] == pytest.approx(0.5)  # linear in the strong share
     assert (curves["apgr"] > curves["apgr_random"]).all()
     assert curves.loc[("D", "verifier"), "cost_to_95"] <= curves.loc[("D", "verifier"), "random_cost_to_95"]
+
+
+def test_evaluate_and_save_a_split(syn, tmp_path):
+    import json
+
+    from specact.deferral import evaluate_split, save_split
+    from specact.predictions import prediction_files, write_rows
+
+    dev, test, roles = syn
+    ev = evaluate_split("D", dev, test, roles, CFG)
+    assert ev["type"]["choice"].judge == "type" and ev["strict"]["choice"].judge == "strict"
+    ci = ev["type"]["accuracy_ci"]
+    assert ci.low < ci.estimate == ev["type"]["result"].accuracy < ci.high
+    save_split(ev, tmp_path / "test" / "D")
+    extra = json.loads((tmp_path / "test" / "D" / "extra.json").read_text())
+    assert extra["strict"]["choice"]["judge"] == "strict" and extra["choice"]["signal"] == "verifier"
+    write_rows(dev, tmp_path / "test" / "predictions_dev.jsonl")
+    write_rows(test, tmp_path / "ood" / "predictions.jsonl")
+    assert set(prediction_files(tmp_path / "test")) == {"dev", "ood"}
