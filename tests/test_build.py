@@ -271,3 +271,34 @@ def test_datacard_plot_and_examples(dd):
     assert ax.get_ylabel() == "decision points"
     ex = build.render_examples(dd, per_label=1)
     assert len(ex) == len(LABELS) and all(e.startswith("[") for e in ex)
+
+
+# ---------------------------------------------------------------- data card: shortcuts, duplicates, filtering
+def test_shortcut_diagnostic_reports_each_family_and_finds_a_planted_shortcut(dd):
+    sc = build.shortcut_diagnostic(dd)
+    fam = sc["by_family"]
+    assert set(zip(fam["split"], fam["family"])) == {(s, f) for s in ("test", "ood") for f in ("bfcl", "synthetic")}
+    assert fam["accuracy"].between(0, 1).all() and (fam["n"] > 0).all()
+    assert set(sc["by_source"]["source"]) == set(dd["test"]["source"]) | set(dd["ood"]["source"])
+    # plant a giveaway: every test point's last message names its label -> the probe reads it off
+    from datasets import DatasetDict
+
+    def planted(split):
+        recs = build.to_records(dd[split])
+        for r in recs:
+            r["messages"][-1]["content"] = f"marker{LABELS.index(r['label'])}x " + (r["messages"][-1].get("content") or "")
+        return build.to_dataset(recs)
+
+    sc2 = build.shortcut_diagnostic(DatasetDict({s: planted(s) for s in ("train", "test")}))["by_family"]
+    assert (sc2["accuracy"] > 0.9).all() and set(sc2["split"]) == {"test"}
+
+
+def test_near_duplicate_table_and_label_filtering(dd):
+    dup = build.near_duplicate_table(dd, cfg().near_duplicate_max_groups)
+    assert set(dup["split"]) == {"dev", "test", "ood"} and (dup[dup["split"] != "ood"]["duplicates"] == 0).all()
+    collected = build.collect(cfg(), seed=0, cap=False)
+    capped = build.cap_steps(collected, cfg().max_steps_per_trajectory, seed=0)
+    table = build.label_filtering(collected, capped, dd)
+    assert list(table.index) == list(LABELS) and (table["dropped"] == 0).all()
+    assert (table["collected"] >= table["after_step_cap"]).all() and table["collected"].sum() > table["after_step_cap"].sum()
+    assert build.label_filtering(collected, capped[:-5], dd)["dropped"].sum() == -5  # a mismatch shows

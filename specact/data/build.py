@@ -26,8 +26,9 @@ COLUMNS = ("id", "label", "source", "domain", "trajectory_id", "step", "record")
 
 
 # ---------------------------------------------------------------- collect + subsample
-def collect(cfg, seed: int) -> list[dict]:
-    """All decision points the data config asks for, validated, in a fixed source order."""
+def collect(cfg, seed: int, cap: bool = True) -> list[dict]:
+    """All decision points the data config asks for, validated, in a fixed source order
+    (``cap=False``: before the per-trajectory step cap, for the data card's counts)."""
     from specact.data import bfcl, synthetic
 
     if cfg.nestful > 0:
@@ -38,7 +39,7 @@ def collect(cfg, seed: int) -> list[dict]:
     single = bfcl.load_single_turn(cfg.bfcl_single_turn, seed)
     records += single + bfcl.derive_clarifications(single, cfg.bfcl_clarifications, seed)
     records += synthetic.generate(cfg.synthetic_trajectories, seed)
-    records = cap_steps(records, cfg.max_steps_per_trajectory, seed)
+    records = cap_steps(records, cfg.max_steps_per_trajectory if cap else 0, seed)
     dup = [k for k, n in Counter(r["id"] for r in records).items() if n > 1]
     if dup:
         raise ValueError(f"duplicate decision-point ids, e.g. {dup[:3]}")
@@ -289,8 +290,11 @@ def proposer_sft(tokenizer, records: list[dict], prompt_cfg=None):
 # The verifier-pair and data-card helpers live in their own modules; re-exported here so
 # callers have one import site for the data stage.
 from specact.data.pairs import crossfit_pairs, is_correct, make_verifier_pairs, verifier_pairs_dataset  # noqa: E402
-from specact.data.card import card_to_json, datacard, plot_label_distribution, render_examples  # noqa: E402
+from specact.data.card import (card_to_json, datacard, label_filtering, near_duplicate_table,  # noqa: E402
+                               plot_label_distribution, render_examples, shortcut_diagnostic)
 
 __all__ = ["build_decisions", "build_records", "collect", "cap_steps", "assign_splits", "to_dataset", "to_records",
            "save_decisions", "load_decisions", "export_jsonl", "proposer_sft", "make_verifier_pairs", "crossfit_pairs",
-           "is_correct", "verifier_pairs_dataset", "datacard", "card_to_json", "plot_label_distribution", "render_examples"]
+           "is_correct", "verifier_pairs_dataset", "datacard", "card_to_json", "plot_label_distribution", "render_examples",
+           "shortcut_diagnostic", "near_duplicate_table", "label_filtering", "domain_of", "domain_parts", "is_ood",
+           "near_duplicate_key", "near_duplicate_components", "cross_split_duplicates"]
