@@ -618,6 +618,19 @@ def write_report(out_dir, results_json: dict, tables: dict[str, pd.DataFrame], f
     return paths
 
 
+def show_figure(fig, name: str | None = None, dpi: int = 110) -> None:
+    """Display ``fig`` as an inline PNG (notebook, its HTML, report.html); ``name`` becomes the
+    image's file name when nbconvert exports report.md (``<name>.png``, beside the SVG that
+    :func:`save_figure` writes). A bare ``Figure`` would otherwise print as ``<Figure size ...>``."""
+    import io
+
+    from IPython.display import Image, display
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    display(Image(data=buf.getvalue(), format="png"), metadata={"filename": f"{name}.png"} if name else None)
+
+
 def show_table(df: pd.DataFrame, caption: str = "") -> None:
     """Display a table as HTML in the notebook / report.html and as a Markdown table in report.md,
     without the pandas index, under its caption."""
