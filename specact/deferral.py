@@ -15,7 +15,7 @@ import pandas as pd
 
 from specact.config import EvalConfig
 from specact.configurations import CONFIGURATIONS, NAMES, SIGNALS, THRESHOLDED
-from specact.predictions import Steps
+from specact.predictions import Steps, finite
 from specact.thresholds import ThresholdChoice, choose, operating_parts, prices
 
 METRICS = ("correct", "strict", "tool_name_correct", "call_exact")
@@ -54,6 +54,27 @@ class StepResults:
     def acc_rejected(self) -> float:
         """Accuracy of the strong fallback on the rejected steps."""
         return self._share(1.0 - self.weights(), "fallback_correct")
+
+    def save(self, directory) -> None:
+        """``steps.jsonl`` (one row per step) and ``metrics.json`` (summary, threshold, meta)."""
+        import json
+        from pathlib import Path
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.steps.to_json(d / "steps.jsonl", orient="records", lines=True)
+        body = {"summary": self.summary(), "threshold": self.threshold, "meta": self.meta}
+        (d / "metrics.json").write_text(json.dumps(finite(body), indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, directory) -> StepResults:
+        import json
+        from pathlib import Path
+
+        d = Path(directory)
+        m = json.loads((d / "metrics.json").read_text())
+        steps = pd.read_json(d / "steps.jsonl", orient="records", lines=True)
+        return cls(m["summary"]["config"], steps, m["threshold"], m["meta"])
 
     def summary(self) -> dict:
         s = self.steps
@@ -284,13 +305,11 @@ def save_split(ev: dict, directory) -> None:
     import json
     from pathlib import Path
 
-    from specact.evaluate import save_steps
-
     d = Path(directory)
-    save_steps(ev["type"]["result"], d)
+    ev["type"]["result"].save(d)
     strict = ev["strict"]
     extra = {"accuracy_ci": ev["type"]["accuracy_ci"]._asdict(),
              "choice": ev["type"]["choice"].asdict() if ev["type"]["choice"] else None,
              "strict": {"summary": strict["result"].summary(), "accuracy_ci": strict["accuracy_ci"]._asdict(),
                         "choice": strict["choice"].asdict() if strict["choice"] else None}}
-    (d / "extra.json").write_text(json.dumps(extra, indent=1, default=float))
+    (d / "extra.json").write_text(json.dumps(finite(extra), indent=1))

@@ -279,3 +279,14 @@ def test_evaluate_and_save_a_split(syn, tmp_path):
     write_rows(dev, tmp_path / "test" / "predictions_dev.jsonl")
     write_rows(test, tmp_path / "ood" / "predictions.jsonl")
     assert set(prediction_files(tmp_path / "test")) == {"dev", "ood"}
+
+
+def test_step_results_round_trip(syn, tmp_path):
+    from specact.deferral import StepResults
+
+    dev, test, roles = syn
+    r = run_configuration("B", test, roles, CFG)  # accepted is NaN throughout: stored as null
+    r.save(tmp_path / "B")
+    back = StepResults.load(tmp_path / "B")
+    assert back.name == "B" and back.accuracy == r.accuracy and back.summary()["nominal_cost"] == pytest.approx(0.15)
+    assert "NaN" not in (tmp_path / "B" / "metrics.json").read_text()
