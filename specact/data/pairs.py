@@ -269,3 +269,11 @@ def verifier_pairs_dataset(decisions, negatives_per_positive: int = 2, seed: int
 
     return DatasetDict({"train": pairs_dataset(split_pairs("train", crossfit)),
                         "dev": pairs_dataset(split_pairs("dev", dev_crossfit))})
+
+
+def proposals_from_rows(records: list[dict], role_rows: list[dict]) -> list[dict]:
+    """A role's per-step predictions (``scoring.predict_role`` rows, in ``records`` order) as the
+    ``{id, label, call, logp}`` proposals :func:`crossfit_pairs` and :func:`verifier_pairs_dataset` take."""
+    if len(records) != len(role_rows):
+        raise ValueError(f"{len(role_rows)} predictions for {len(records)} records")
+    return [{"id": r["id"], "label": o["pred"], "call": o.get("call"), "logp": o.get("logp")} for r, o in zip(records, role_rows)]
