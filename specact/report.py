@@ -225,14 +225,15 @@ def _p(p) -> str:
     return "–" if _nan(p) else ("<0.001" if p < 1e-3 else f"{p:.2g}")
 
 
-def headline_table(table: pd.DataFrame, ood: pd.DataFrame | None = None) -> pd.DataFrame:
+def headline_table(table: pd.DataFrame, ood: pd.DataFrame | None = None, names: dict | None = None) -> pd.DataFrame:
     """The results-section table (at most 9 columns): configuration, accuracy [95% CI], measured and
     nominal cost, accept rate, accept precision, McNemar p vs A and vs B; with ``ood`` (the same
-    :func:`config_table` on the held-out domains) its accuracy sits beside the test accuracy."""
+    :func:`config_table` on the held-out domains) its accuracy sits beside the test accuracy. ``names``
+    overrides a row's label (a run older than the registry's current rule for that name)."""
     def acc(t):
         return [_ci(a, lo, hi) for a, lo, hi in zip(t["accuracy"], t["accuracy_lo"], t["accuracy_hi"])]
 
-    out = pd.DataFrame({"configuration": [describe(c) for c in table["config"]]})
+    out = pd.DataFrame({"configuration": [(names or {}).get(c) or describe(c) for c in table["config"]]})
     out["accuracy, test [95% CI]" if ood is not None else "accuracy [95% CI]"] = acc(table)
     if ood is not None:
         o = ood.set_index("config").reindex(table["config"]).reset_index()
@@ -308,6 +309,13 @@ def per_source_table(results: dict[str, StepResults]) -> pd.DataFrame:
     g = d.groupby(["config", "source"], sort=False)["correct"].agg(accuracy="mean", hits="sum", n="size").reset_index()
     lo, hi = proportion_confint(g["hits"].to_numpy(float), g["n"].to_numpy(float), alpha=ALPHA, method="wilson")
     return g.assign(accuracy_lo=lo, accuracy_hi=hi).drop(columns="hits")
+
+
+def with_wilson(per_source: pd.DataFrame) -> pd.DataFrame:
+    """Add 95% Wilson intervals to a saved per-source table (config, source, accuracy, n)."""
+    lo, hi = proportion_confint((per_source["accuracy"] * per_source["n"]).to_numpy(float), per_source["n"].to_numpy(float),
+                                alpha=ALPHA, method="wilson")
+    return per_source.assign(accuracy_lo=lo, accuracy_hi=hi)
 
 
 def per_source_grid(per_source: pd.DataFrame) -> pd.DataFrame:
@@ -447,12 +455,13 @@ def reliability_figure(rel: dict, title: str = "Verifier reliability") -> Figure
     return fig
 
 
-def per_source_figure(results: dict[str, StepResults], configs=None) -> Figure:
-    """Accuracy per data source (rows, with n) and configuration (colours), with 95% Wilson intervals.
+def per_source_figure(results: dict[str, StepResults] | pd.DataFrame, configs=None) -> Figure:
+    """Accuracy per data source (rows, with n) and configuration (colours), with 95% Wilson intervals;
+    ``results`` may also be a :func:`per_source_table` already computed.
 
     The legend sits outside the axes, so no source is hidden behind it.
     """
-    d = per_source_table({c: results[c] for c in (configs or _ordered(results))})
+    d = results if isinstance(results, pd.DataFrame) else per_source_table({c: results[c] for c in (configs or _ordered(results))})
     sources = list(dict.fromkeys(d["source"]))
     names = list(dict.fromkeys(d["config"]))
     pal = _palette(names)
@@ -673,8 +682,9 @@ TERMS = (
     "**Nominal cost**: calls charged per step (strong 1.00, cheap and verifier at their `eval.cost_*` prices); "
     "**measured cost**: FLOPs of the tokens each call processed, A = 1. "
     "**McNemar p**: exact or chi-square paired test on the same steps; *significant* means p < 0.05. "
-    "**test** holds unseen trajectories of the training domains, **ood** whole domains never trained or tuned on."
+    "**test** holds unseen trajectories of the training domains."
 )
+OOD_TERM = " **ood** holds whole domains never trained or tuned on."
 
 
 def _vs(t: pd.DataFrame, c: str, ref: str) -> str:
@@ -682,7 +692,12 @@ def _vs(t: pd.DataFrame, c: str, ref: str) -> str:
     d = 100 * (t.loc[c, "accuracy"] - t.loc[ref, "accuracy"])
     if _nan(p):
         return f"{d:+.1f} points vs {ref} (no paired test)"
-    return f"{d:+.1f} points vs {ref} (McNemar p={p:.2g}, {'significant' if p < ALPHA else 'not significant'})"
+    return f"{d:+.1f} points vs {ref} (McNemar {p_text(p)}, {'significant' if p < ALPHA else 'not significant'})"
+
+
+def p_text(p: float) -> str:
+    """``p=0.0087`` or ``p<0.001`` (a p-value printed as 0 would claim certainty)."""
+    return "p<0.001" if p < 1e-3 else f"p={p:.2g}"
 
 
 def _acc(t: pd.DataFrame, c: str) -> str:
@@ -744,4 +759,72 @@ def written_finding(results: dict[str, StepResults], table: pd.DataFrame | None 
         o = ood_table.set_index("config")
         out.append(f"On the held-out domains (**ood**, {int(o['n'].iloc[0])} steps) A reaches {_acc(o, 'A')} and B "
                    f"{_acc(o, 'B')}; {_vs(o, 'A', 'B')} (Table 1, ood column).")
-    return "\n".join("- " + x for x in out) + "\n\n" + TERMS
+    return "\n".join("- " + x for x in out) + "\n\n" + TERMS + (OOD_TERM if ood_table is not None else "")
+
+
+# ---------------------------------------------------------------- republishing a saved run
+def saved_provenance(pub_dir: str | Path, device: str, published_in: str) -> dict:
+    """What a published run's folder still tells about its origin (runs before provenance was
+    recorded): its params, stage times and device as published; the code commit is unknown."""
+    import yaml
+
+    d = Path(pub_dir)
+    timings = json.loads((d / "timings.json").read_text()) if (d / "timings.json").is_file() else {}
+    return {"git_commit": None, "git_dirty": None, "date": d.name[:10], "packages": {}, "device": {"gpus": [device] if "GPU" in device or "NVIDIA" in device else [], "cpu": device},
+            "params": yaml.safe_load((d / "params.yaml").read_text()) if (d / "params.yaml").is_file() else None,
+            "stages": {k: {"status": v.get("status"), "seconds": v.get("seconds")} for k, v in timings.get("stages", {}).items()},
+            "note": f"reconstructed when republishing: the run recorded no commit or package versions; published in commit {published_in}"}
+
+
+def _republish_cells(pub_dir: Path) -> list:
+    from nbformat.v4 import new_code_cell, new_markdown_cell
+
+    hide = {"tags": ["hide"]}
+    return [
+        new_markdown_cell(f"# Speculative tool actions: results (`{pub_dir.name}`)\n\nRe-rendered from this run's saved `results.json`: "
+                          "the run kept no per-step predictions, so its threshold sweeps and confusion matrices cannot be redrawn "
+                          "and the verifier-vs-random paired interval is not restated; every number below is the run's own."),
+        new_code_cell(f"import json\nfrom pathlib import Path\n\nimport pandas as pd\nfrom IPython.display import Markdown, display\n\n"
+                      f"from specact import report\n\nd = Path({str(pub_dir)!r})\nres = json.loads((d / 'results.json').read_text())\n"
+                      "table = pd.DataFrame(res['tables']['configurations'])\n"
+                      "auc = (res.get('verifier') or {}).get('auroc')", metadata=hide),
+        new_markdown_cell("## Finding"),
+        new_code_cell("display(Markdown(report.written_finding({}, table, res.get('thresholds'), verifier_auroc=auc)))"),
+        new_markdown_cell("## Table 1. Configurations\n\nAccuracy of the action type with its 95% bootstrap interval; measured cost "
+                          "counts FLOPs with A = 1, nominal cost charges strong 1.00, cheap 0.15, verifier 0.05; accept rate and "
+                          "precision concern the cheap proposal; p-values: McNemar against A and B on the same steps."),
+        new_code_cell("names = {'E': 'E: N=3 proposals sampled at temperature 1, verifier picks'}  # this run's E, before issue 13\n"
+                      "report.show_table(report.headline_table(table, names=names), f\"Table 1. {len(table)} configurations, {int(table['n'].iloc[0])} test steps\")"),
+        new_markdown_cell("## Figure 1. Cost–accuracy frontier\n\nEach configuration with its 95% accuracy interval against nominal "
+                          "(left) and measured (right) cost per step."),
+        new_code_cell("fig = report.frontier_figure(table)\nreport.save_figure(fig, d, 'frontier')\nreport.show_figure(fig, 'frontier')"),
+        new_markdown_cell("## Figure 2. Verifier reliability\n\nShare of cheap proposals that were right per bin of the verifier's "
+                          "probability (diagonal: perfect calibration); steps per bin below."),
+        new_code_cell("rel = {'table': pd.DataFrame(res['tables']['reliability']), 'ece': res['verifier']['ece']}\n"
+                      "fig = report.reliability_figure(rel)\nreport.save_figure(fig, d, 'reliability')\nreport.show_figure(fig, 'reliability')"),
+        new_markdown_cell("## Table 3 and Figure 3. Accuracy by data source\n\nAccuracy with its 95% Wilson interval; n steps per source."),
+        new_code_cell("ps = report.with_wilson(pd.DataFrame(res['tables']['per_source']))\n"
+                      "report.show_table(report.per_source_grid(ps), 'Table 3. Accuracy by source')\n"
+                      "fig = report.per_source_figure(ps)\nreport.save_figure(fig, d, 'per_source')\nreport.show_figure(fig, 'per_source')"),
+        new_markdown_cell("## Appendix A. Every column"),
+        new_code_cell("report.show_table(report.appendix_table(table), 'Appendix A. All measures')"),
+        new_markdown_cell("## Provenance"),
+        new_code_cell("report.show_table(report.provenance_table(res['provenance']), 'Provenance')\n"
+                      "display(Markdown(res['provenance'].get('note', '')))"),
+    ]
+
+
+def republish(pub_dir: str | Path, device: str, published_in: str, kernel: str = "specact") -> dict[str, Path]:
+    """Re-render a published run's report.html / report.md (figures inline, PNG + SVG beside) from
+    its saved results.json, adding the provenance the folder still holds to results.json."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    d = Path(pub_dir).resolve()
+    res = json.loads((d / "results.json").read_text())
+    res.setdefault("provenance", saved_provenance(d, device, published_in))
+    (d / "results.json").write_text(json.dumps(res, indent=2, sort_keys=True, allow_nan=False))
+    nb = nbformat.v4.new_notebook(cells=_republish_cells(d))
+    NotebookClient(nb, kernel_name=kernel, resources={"metadata": {"path": str(REPO)}}).execute()
+    nbformat.write(nb, d / "report_republished.ipynb")
+    return publish(d / "report_republished.ipynb", d)
