@@ -96,3 +96,44 @@ def test_fix_without_failure_is_rejected():
     t.user("hi")
     with pytest.raises(ValueError):
         t.call("edit_file", {"path": "a", "old_text": "b", "new_text": "c"}, {"ok": True}, fix=True)
+
+
+# ---------------------------------------------------------------- surface variety (#14: labels must not ride on keys)
+def test_failures_and_successes_each_come_in_several_shapes_and_keep_their_meaning():
+    rng = __import__("random").Random(0)
+    fail = {"error": "order A1 not found"}
+    shapes = {synthetic.render_observation(fail, rng) for _ in range(200)}
+    assert len(shapes) >= 5 and all(observation_failed(s) for s in shapes)
+    assert any('"ok": false' in s for s in shapes) and any(s.startswith("Error") for s in shapes)
+    ok = {"ok": True, "path": "src/a.py"}
+    shapes = {synthetic.render_observation(ok, rng) for _ in range(200)}
+    assert len(shapes) >= 5 and not any(observation_failed(s) for s in shapes)
+    assert any('"errors": []' in s for s in shapes) and any("ok" not in s for s in shapes)  # 'error' in a success, no 'ok'
+    rows = {"rows": [{"month": 1, "amount": 10}, {"month": 2, "amount": 12}], "count": 2}
+    assert any("| month | amount |" in synthetic.render_observation(rows, rng) for _ in range(100))
+    failed_check = {"exit_code": 1, "output": "1 failed"}
+    assert all(observation_failed(synthetic.render_observation(failed_check, rng)) for _ in range(50))
+    assert synthetic.render_observation(fail, None) == json.dumps(fail)  # no rng: as written
+
+
+def test_no_observation_key_names_the_next_label():
+    """The keys the audit found (ok true -> verifier, error -> repair) are followed by several labels."""
+    recs = synthetic.generate(400, seed=0)
+    after = defaultdict(set)
+    for r in recs:
+        last = r["messages"][-1]
+        if last["role"] == "tool":
+            for token in ('"ok": true', "error", '"status"'):
+                if token in last["content"]:
+                    after[token].add(r["label"])
+    assert all(len(after[t]) >= 3 for t in ('"ok": true', "error", '"status"')), dict(after)
+
+
+def test_user_turns_are_varied():
+    recs = synthetic.generate(400, seed=0)
+    firsts = {r["meta"]["trajectory_id"]: next(m["content"] for m in r["messages"] if m["role"] == "user") for r in recs
+              if any(m["role"] == "user" for m in r["messages"])}
+    assert len(set(firsts.values())) > 0.9 * len(firsts)  # the audit found 312 distinct openings for 400 trajectories
+    rng = __import__("random").Random(1)
+    noisy = {synthetic.add_noise("Cancel order A12345 please.", rng) for _ in range(100)}
+    assert len(noisy) > 10 and all("A12345" in n for n in noisy)  # identifiers survive the noise

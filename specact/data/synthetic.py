@@ -88,9 +88,10 @@ class Trajectory:
         self.tools = tools
         self.records: list[dict] = []
         self.open_failure = False  # the agent's own last action/check failed and is not yet corrected
+        self.rng: random.Random | None = None  # surface variety (observation formats, typing noise); None: as written
 
     def user(self, text: str) -> None:
-        self.messages.append({"role": "user", "content": text})
+        self.messages.append({"role": "user", "content": add_noise(text, self.rng)})
 
     def _emit(self, label: str, target: dict) -> None:
         step = len(self.records)
@@ -113,7 +114,7 @@ class Trajectory:
         label = resolve({kind, "repair"} if fix else {kind})
         self._emit(label, {"name": name, "arguments": arguments})
         cid = f"call_{len(self.records)}"
-        content = observation if isinstance(observation, str) else json.dumps(observation, ensure_ascii=False)
+        content = render_observation(observation, self.rng)
         self.messages.append({"role": "assistant", "content": None,
                               "tool_calls": [{"type": "function", "id": cid, "function": {"name": name, "arguments": arguments}}]})
         self.messages.append({"role": "tool", "tool_call_id": cid, "name": name, "content": content})
@@ -159,6 +160,7 @@ def play(domain: str, path: str, rng: random.Random, index: int = 0) -> list[dic
     """Play one trajectory of ``domain`` along ``path``; its decision points."""
     d = _domains()[domain]
     t = Trajectory(domain, index, path, rng.choice(d.systems), d.tools)
+    t.rng = random.Random(rng.random())  # its own stream (seeded from the path's), so rendering never shifts the branching
     d.paths[path].run(t, rng)
     return t.records
 
@@ -179,3 +181,101 @@ def generate(n_trajectories: int, seed: int = 0) -> list[dict]:
         path = rng.choices(paths, weights=[d.paths[p].weight for p in paths])[0]
         out.extend(play(d.name, path, rng, index=i))
     return out
+
+
+# ---------------------------------------------------------------- surface variety
+# Real tools answer in many shapes. Rendering every observation in one of several formats, and
+# every failure in one of several error shapes (each still recognised by
+# ``specact.data.pairs.observation_failed``), keeps keys like ``ok: true`` / ``error`` /
+# ``status: created`` from naming the next label; success shapes carry "errors": [] or
+# "warnings" and failure shapes carry "ok" / "status" for the same reason.
+_KEY_SYNONYMS = {"ok": ("success", "succeeded", "done"), "status": ("state", "result"), "id": ("uid", "ref"),
+                 "created": ("created_at", "new"), "sent": ("delivered", "queued"), "message": ("msg", "detail"),
+                 "count": ("n", "total_count"), "rows": ("records", "items"), "path": ("file", "location")}
+_ERROR_CODES = ("400", "404", "409", "422", "500", "E_INVALID", "E_CONFLICT", "ERR_TIMEOUT")
+
+
+def _is_failure(obs) -> bool:
+    from specact.data.pairs import observation_failed  # late: pairs imports this module's package
+
+    return observation_failed(obs if isinstance(obs, str) else json.dumps(obs))
+
+
+def _render_failure(obs: dict, rng: random.Random) -> str:
+    """A ``{"error": msg}`` observation in one of several real error shapes."""
+    msg = str(obs["error"])
+    code = rng.choice(_ERROR_CODES)
+    shapes = [lambda: json.dumps(obs, ensure_ascii=False),
+              lambda: json.dumps({"ok": False, "error": msg}),
+              lambda: json.dumps({"status": "failed", "error": {"code": code, "message": msg}}),
+              lambda: json.dumps({"success": False, "error": msg, "request_id": f"req_{rng.randrange(16 ** 6):06x}"}),
+              lambda: f"Error: {msg}",
+              lambda: f"Error {code}: {msg}"]
+    return rng.choice(shapes)()
+
+
+def _lines(obj: dict) -> str:
+    return "\n".join(f"{k}: {json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v}" for k, v in obj.items())
+
+
+def _table(rows: list[dict]) -> str:
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
+    return head + "".join("\n| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows)
+
+
+def _render_success(obs: dict, rng: random.Random) -> str:
+    renamed = {rng.choice(_KEY_SYNONYMS[k]) if k in _KEY_SYNONYMS and rng.random() < 0.5 else k: v for k, v in obs.items()}
+    tables = [k for k, v in obs.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+    shapes = [lambda: json.dumps(obs, ensure_ascii=False),
+              lambda: json.dumps(renamed, ensure_ascii=False),
+              lambda: json.dumps({"data": obs, "errors": [], "request_id": f"req_{rng.randrange(16 ** 6):06x}"}, ensure_ascii=False),
+              lambda: _lines(renamed),
+              lambda: json.dumps({**renamed, "warnings": rng.choice([[], ["deprecated field ignored"], ["slow response"]])}, ensure_ascii=False),
+              lambda: rng.choice(["200 OK\n", "OK\n", "done\n", "result:\n"]) + json.dumps(obs, ensure_ascii=False)]
+    if tables:
+        k = tables[0]
+        shapes.append(lambda: _lines({kk: v for kk, v in renamed.items() if kk != k and not (isinstance(v, list) and v is obs[k])}) + "\n" + _table(obs[k]))
+    return rng.choice(shapes)()
+
+
+def render_observation(obs, rng: random.Random | None) -> str:
+    """A tool's result as the text the agent sees: strings as given; a dict in one of several
+    real formats (JSON, renamed keys, wrapped, ``key: value`` lines, a table), chosen by ``rng``;
+    a failure stays a failure (:func:`specact.data.pairs.observation_failed`) in every shape."""
+    if isinstance(obs, str) or rng is None or not isinstance(obs, dict):
+        return obs if isinstance(obs, str) else json.dumps(obs, ensure_ascii=False)
+    if "error" in obs and len(obs) == 1:
+        return _render_failure(obs, rng)
+    if _is_failure(obs):  # a failed check (exit_code / passed / valid / conflicts): keep its keys, vary the rest
+        return json.dumps(obs, ensure_ascii=False) if rng.random() < 0.5 else json.dumps({**obs, "errors": [], "duration_s": round(rng.uniform(0.1, 9), 2)}, ensure_ascii=False)
+    return _render_success(obs, rng)
+
+
+_GREETINGS = ("hi, ", "hey - ", "hello! ", "Hi team, ", "quick one: ", "", "", "")
+_SIGN_OFFS = (" thanks", " thx!", " asap please", " ty", " cheers", "", "", "")
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    if len(word) < 5 or not word.isalpha():
+        return word
+    i = rng.randrange(1, len(word) - 2)
+    return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+
+
+def add_noise(text: str, rng: random.Random | None) -> str:
+    """A user turn as people type it: sometimes a greeting or sign-off, lower case, a dropped
+    final full stop, one swapped-letter typo. Identifiers are left alone (only alphabetic words of
+    5+ letters get a typo) and a question mark stays."""
+    if rng is None or rng.random() < 0.3:
+        return text
+    words = text.split(" ")
+    if rng.random() < 0.3:
+        k = rng.randrange(len(words))
+        words[k] = _typo(words[k], rng)
+    out = " ".join(words)
+    if rng.random() < 0.3:
+        out = out[:1].lower() + out[1:]
+    if rng.random() < 0.3 and out.endswith("."):
+        out = out[:-1]
+    return rng.choice(_GREETINGS) + out + rng.choice(_SIGN_OFFS)

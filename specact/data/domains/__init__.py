@@ -5,6 +5,6 @@ Each module defines its tools (JSON schemas + the label of a plain call, registe
 functions that play a trajectory on a ``Trajectory`` with a seeded ``random.Random``.
 """
 
-from specact.data.domains import calendar, coding, data, devops, support
+from specact.data.domains import calendar, coding, data, devops, helpdesk, support, travel
 
-DOMAINS = {m.DOMAIN.name: m.DOMAIN for m in (calendar, coding, data, devops, support)}
+DOMAINS = {m.DOMAIN.name: m.DOMAIN for m in (calendar, coding, data, devops, helpdesk, support, travel)}
