@@ -78,12 +78,13 @@ def test_save_load_roundtrip(dd, tmp_path):
 
 
 def test_tiny_build_repairs_label_coverage():
-    tiny = cfg(bfcl_categories=[], bfcl_irrelevance=0, synthetic_trajectories=25, max_steps_per_trajectory=4,
+    tiny = cfg(bfcl_categories=[], bfcl_irrelevance=0, synthetic_trajectories=40, max_steps_per_trajectory=4,
                bfcl_single_turn={}, bfcl_clarifications=0, ood_domains=[])
     recs = build.build_records(tiny, seed=0)
-    pairs = {(r["label"], build.group_of(r)) for s in recs for r in recs[s]}
-    groups_per_label = Counter(lab for lab, _ in pairs)
-    multi = {lab for lab, n in groups_per_label.items() if n >= 2}  # labels a split repair can cover
+    comp = build.near_duplicate_components([r for s in recs for r in recs[s]], tiny.near_duplicate_max_groups)
+    pairs = {(r["label"], comp[build.group_of(r)]) for s in recs for r in recs[s]}  # splits move whole components
+    per_label = Counter(lab for lab, _ in pairs)
+    multi = {lab for lab, n in per_label.items() if n >= 2}  # labels a split repair can cover
     for split in ("train", "test"):
         assert multi <= {r["label"] for r in recs[split]}, split
 
