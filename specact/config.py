@@ -8,7 +8,9 @@ what is allowed -- papermill itself would only warn.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +24,27 @@ from specact.configurations import NAMES
 
 def _help(text: str, **kw):
     return field(metadata={"help": text}, **kw)
+
+
+_RULES = {  # rule -> (test, what the error says)
+    ">0": (lambda v: v > 0, "must be > 0"),
+    ">=0": (lambda v: v >= 0, "must be >= 0"),
+    ">=1": (lambda v: v >= 1, "must be >= 1"),
+    "[0,1)": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "(0,1]": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+}
+
+
+def _check(obj, rule: str, *names: str) -> None:
+    """Raise ParamsError naming the first of ``names`` whose value breaks ``rule`` (a key of ``_RULES``).
+
+    Names the object lacks are skipped, so a base class's ``__post_init__`` can list its subclasses'
+    fields too; :func:`build` prefixes the error with the section (``proposer.learning_rate ...``).
+    """
+    test, text = _RULES[rule]
+    for name in names:
+        if hasattr(obj, name) and not test(getattr(obj, name)):
+            raise ParamsError(f"{name} {text}, got {getattr(obj, name)!r}")
 
 
 @dataclass
@@ -74,6 +97,13 @@ class DataConfig:
     near_duplicate_max_groups: int = _help("Near-duplicate rule: groups whose digit-masked last two messages are identical share a split; a text shared by more groups than this is boilerplate (a fixed prompt or common tool output) and joins nothing (0 = every shared text joins). 4: BFCL's common tool outputs (startEngine's, in 35 scenarios) at 8 chain 60% of its scenarios into one component.", default=4)
     max_steps_per_trajectory: int = _help("Keep at most this many decision points per trajectory (0 = all); long BFCL trajectories would otherwise dominate.", default=0)
     verifier_negatives: int = _help("Synthetic plausible-confusion negatives per positive in the verifier set.", default=2)
+
+    def __post_init__(self):
+        _check(self, ">=0", "bfcl_max_trajectories", "bfcl_irrelevance", "synthetic_trajectories", "bfcl_clarifications",
+               "nestful", "near_duplicate_max_groups", "max_steps_per_trajectory", "verifier_negatives")
+        fr = self.split_fractions
+        if not fr or any(isinstance(f, bool) or not isinstance(f, (int, float)) or f < 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
+            raise ParamsError(f"split_fractions must be non-negative numbers summing to 1, got {fr!r}")
 
 
 @dataclass
@@ -167,6 +197,11 @@ class EvalConfig:
     generate_calls: bool = _help("Generate tool name + arguments when the predicted type uses a tool.", default=True)
     max_new_tokens: int = _help("Token budget of a generated call.", default=64)
 
+    def __post_init__(self):
+        _check(self, ">=1", "n_samples", "bootstrap", "batch_size", "max_new_tokens")
+        _check(self, ">=0", "sample_temperature", "cost_strong", "cost_cheap", "cost_verifier", "max_examples")
+        _check(self, "(0,1]", "target_accept_precision")
+
 
 @dataclass
 class StudyConfig:
@@ -181,6 +216,12 @@ class StudyConfig:
     verifier: VerifierConfig = _help("Verifier training.", default_factory=VerifierConfig)
     strong: StrongConfig = _help("Strong model training.", default_factory=StrongConfig)
     eval: EvalConfig = _help("Evaluation.", default_factory=EvalConfig)
+
+    def __post_init__(self):
+        # A run id names directories under runs/ and reports/: a path in it would write elsewhere.
+        if not isinstance(self.run_id, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.run_id) or ".." in self.run_id:
+            raise ParamsError(f"run_id must be a plain name (letters, digits, '.', '_', '-'; no path), got {self.run_id!r}")
+        _check(self, ">=0", "seed")
 
 
 CONFIGURATIONS = NAMES  # the one registry: specact.configurations
@@ -237,7 +278,10 @@ def build(cls, values: dict, prefix: str = ""):
     if unknown:
         raise ParamsError(f"unknown parameter '{prefix}{unknown[0]}'; allowed in {cls.__name__}: {', '.join(names)}")
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ParamsError as e:  # a value __post_init__ refused: name it with its section
+        raise ParamsError(f"{prefix}{e}") from None
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
@@ -258,7 +302,16 @@ def read_yaml(path: str | Path, _seen: tuple = ()) -> dict:
         raise ParamsError(f"params file not found: {path}")
     if path.resolve() in _seen:
         raise ParamsError(f"include cycle through {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ParamsError(f"{where}: YAML syntax error: {getattr(e, 'problem', None) or e}") from None
+    if data is None:  # an empty file would silently run the built-in defaults as run 'default'
+        raise ParamsError(f"{path}: the params file is empty")
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: top level must be a mapping")
     inc = data.pop("include", None)
@@ -268,10 +321,28 @@ def read_yaml(path: str | Path, _seen: tuple = ()) -> dict:
     return data
 
 
+def apply_overrides(data: dict, overrides: dict) -> dict:
+    """Change only the keys overridden. A dotted key (``proposer.model.tokenizer``, what ``--set`` gives) sets that
+    one key, whatever its value; a nested mapping (``{"proposer": {"model": {...}}}``) is applied key by key."""
+    out = copy.deepcopy(data)
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            if not isinstance(node.get(p), dict):
+                node[p] = {}
+            node = node[p]
+        if not parents and isinstance(value, dict) and isinstance(node.get(leaf), dict):
+            node[leaf] = apply_overrides(node[leaf], value)
+        else:
+            node[leaf] = value
+    return out
+
+
 def load_params(path: str | Path, overrides: dict | None = None) -> StudyConfig:
     data = read_yaml(path)
     if overrides:
-        data = _deep_merge(data, overrides)
+        data = apply_overrides(data, overrides)
     try:
         cfg = build(StudyConfig, data)
     except ParamsError as e:
@@ -281,13 +352,9 @@ def load_params(path: str | Path, overrides: dict | None = None) -> StudyConfig:
         raise ParamsError(f"{path}: configurations: unknown {bad}; allowed: {list(CONFIGURATIONS)}")
     if cfg.eval.split not in ("dev", "test"):
         raise ParamsError(f"{path}: eval.split must be dev or test, got {cfg.eval.split!r}")
-    if cfg.verifier.crossfit_weight < 0:
-        raise ParamsError(f"{path}: verifier.crossfit_weight must be >= 0, got {cfg.verifier.crossfit_weight}")
     for role in ("proposer", "verifier", "strong"):
         rc = getattr(cfg, role)
         n = rc.num_processes
-        if n < 1:
-            raise ParamsError(f"{path}: {role}.num_processes must be >= 1, got {n}")
         if n > 1 and rc.gradient_accumulation_steps % n and rc.per_device_train_batch_size % n:
             raise ParamsError(f"{path}: {role}.num_processes={n} must divide gradient_accumulation_steps "
                               f"({rc.gradient_accumulation_steps}) or per_device_train_batch_size "

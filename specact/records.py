@@ -117,16 +117,30 @@ def validate_record(rec: Any) -> dict:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Read and validate every line of a decision-point JSONL file."""
-    return list(iter_jsonl(path))
+    """Read and validate every line of a decision-point JSONL file.
+
+    Refused, naming file and line: bytes that are not UTF-8, a line that is not a valid record, an id seen
+    on an earlier line; and a file with no record at all (empty, or blank lines only).
+    """
+    path = Path(path)
+    records = list(iter_jsonl(path))
+    if not records:
+        raise RecordError("the file holds no decision point (empty, or blank lines only)", field="<file>", file=str(path))
+    return records
 
 
 def iter_jsonl(path: str | Path) -> Iterator[dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such decision-point file: {path}")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    seen: dict[str, int] = {}
+    with path.open("rb") as fh:  # bytes, so a bad byte is reported at its line rather than as a bare UnicodeDecodeError
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise RecordError(f"not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})", field="<line>",
+                                  file=str(path), line=lineno) from None
             if not line.strip():
                 continue
             try:
@@ -134,9 +148,14 @@ def iter_jsonl(path: str | Path) -> Iterator[dict]:
             except json.JSONDecodeError as e:
                 raise RecordError(f"not valid JSON ({e.msg} at column {e.colno})", field="<line>", file=str(path), line=lineno) from None
             try:
-                yield validate_record(obj)
+                rec = validate_record(obj)
             except RecordError as e:
                 raise RecordError(e.problem, field=e.field, file=str(path), line=lineno) from None
+            if rec["id"] in seen:  # counted twice in every metric otherwise
+                raise RecordError(f"duplicate id {rec['id']!r} (first on line {seen[rec['id']]})", field="id",
+                                  file=str(path), line=lineno)
+            seen[rec["id"]] = lineno
+            yield rec
 
 
 def write_jsonl(records: Iterable[dict], path: str | Path) -> Path:

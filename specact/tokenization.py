@@ -4,11 +4,13 @@ A from-config Qwen3 has no pretrained vocabulary, and Qwen's 151k-token vocabula
 the embedding matrix of a 2-M-parameter model 100x larger than its transformer. So we train a
 small byte-level BPE on the training prompts, wrap it as a ``PreTrainedTokenizerFast`` with the
 ChatML special tokens and :data:`CHAT_TEMPLATE` (Qwen-style, with tools), and cache it under
-``run_dir/tokenizer-bpe-<vocab>/`` so every stage of a run shares the exact same ids.
+``run_dir/tokenizer-bpe-<vocab>-<data hash>/`` so every stage of a run shares the exact same ids.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -95,18 +97,46 @@ def _split_specials(text: str) -> list[str]:
     return [p for p in text.split("\x00") if p]
 
 
+def data_fingerprint(run_dir: str | Path) -> str:
+    """Content hash of the run's training split on disk (``data/decisions/train``); '' when the run has none."""
+    split = Path(run_dir) / "data" / "decisions" / "train"
+    files = sorted(f for f in split.rglob("*") if f.is_file()) if split.is_dir() else []
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12] if files else ""
+
+
 def bpe_dir(run_dir: str | Path, vocab_size: int) -> Path:
-    return Path(run_dir) / f"tokenizer-bpe-{vocab_size}"
+    """Where a run caches its ``bpe:<vocab>`` tokenizer: keyed by the vocabulary size *and* the training data
+    (new data = a new directory, so a stage that only checks the directory exists never reuses a stale one)."""
+    fp = data_fingerprint(run_dir)
+    return Path(run_dir) / (f"tokenizer-bpe-{vocab_size}-{fp}" if fp else f"tokenizer-bpe-{vocab_size}")
+
+
+INPUTS_FILE = "specact_inputs.json"  # beside tokenizer.json: what the cached tokenizer was trained on
+
+
+def corpus_digest(texts: list[str], vocab_size: int) -> str:
+    """Content hash of a BPE's training inputs: the sorted texts and the vocabulary size."""
+    h = hashlib.sha256(str(vocab_size).encode())
+    for t in sorted(texts):
+        h.update(hashlib.sha256(t.encode("utf-8")).digest())
+    return h.hexdigest()
 
 
 def load_bpe(vocab_size: int, run_dir: str | Path | None, train_texts: list[str] | None) -> PreTrainedTokenizerFast:
     """The run's ``bpe:<vocab>`` tokenizer: loaded from ``run_dir`` if cached, else trained and cached.
 
+    The cache is keyed by its training inputs, not only the vocabulary size: given ``train_texts``
+    whose digest differs from the cached one's (the data changed), it is trained again and replaced.
+    Without ``train_texts`` (a stage that only loads) the cached one is used.
     Texts are sorted before training, so the same set of records gives the same tokenizer
     whichever stage (proposer, cross-fitting, verifier, strong) happens to train it first.
     """
     cache = bpe_dir(run_dir, vocab_size) if run_dir else None
-    if cache is not None and (cache / "tokenizer.json").is_file():
+    digest = corpus_digest(train_texts, vocab_size) if train_texts else None
+    if cache is not None and (cache / "tokenizer.json").is_file() and digest in (None, _cached_digest(cache)):
         tok = AutoTokenizer.from_pretrained(str(cache))
         if tok.chat_template is None:  # older save without the template file
             tok.chat_template = chat_template()
@@ -118,4 +148,12 @@ def load_bpe(vocab_size: int, run_dir: str | Path | None, train_texts: list[str]
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
         tok.save_pretrained(str(cache))
+        (cache / INPUTS_FILE).write_text(json.dumps({"sha256": digest, "texts": len(train_texts)}))
     return tok
+
+
+def _cached_digest(cache: Path) -> str | None:
+    try:
+        return json.loads((cache / INPUTS_FILE).read_text())["sha256"]
+    except (OSError, ValueError, KeyError):  # a cache from before inputs were recorded: retrain
+        return None

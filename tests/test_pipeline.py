@@ -1,28 +1,64 @@
-"""The runner on toy notebooks: parameters, validation, resume, failure. (The real notebooks run in test_e2e.)"""
+"""The runner on toy notebooks: parameters, validation, resume, records, locks, failure. (The real notebooks run in test_e2e.)"""
 
+import contextlib
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import nbformat
 import pytest
 
 from specact.config import ParamsError, load_params
-from specact.pipeline import RunExistsError, RunPaths, run_study, stages_for
+from specact.pipeline import (
+    PACKAGE, OutputExistsError, RunExistsError, RunLockedError, RunPaths, StageError, evaluate_external,
+    reusable_dev_predictions, run_lock, run_seeds, run_study, stages_for,
+)
+
+# What each toy stage writes: the artifacts the runner declares for it (relative to run_dir / report_dir).
+ARTIFACTS = {
+    "data": ["data/decisions.txt"],
+    "train_proposer": ["proposer/model.txt"],
+    "train_verifier": ["verifier/model.txt"],
+    "train_strong": ["strong/model.txt"],
+    "predict": ["{eval_dir}/predictions.jsonl", "{eval_dir}/predictions_dev.jsonl", "{eval_dir}/roles.json"],
+    "eval": ["{eval_dir}/{configuration}/metrics.json"],
+    "report": ["{report_dir}/results.json", "{report_dir}/report.md"],
+}
 
 
-def toy_notebooks(nb_dir, cfg, paths, fail_stage=None):
-    """One notebook per stage: declares exactly the stage's parameters and logs that it ran."""
+def toy_notebooks(nb_dir, cfg, paths, fail_stage=None, extra=None):
+    """One notebook per stage: declares exactly the stage's parameters, logs that it ran and writes its artifacts.
+
+    ``extra`` maps a stage name to code appended to its body."""
     nb_dir.mkdir(exist_ok=True)
     for st in stages_for(cfg):
         params = st.params(cfg, paths)
+        if st.name == "predict":
+            params = {**params, "dev_predictions": ""}  # what `evaluate` may pass to reuse the run's dev rows
         decl = "\n".join(f"{k} = {v!r}" for k, v in params.items())
+        kind = "eval" if st.name.startswith("eval_") else st.name
         body = (
-            "import json, pathlib\n"
+            "import json, os, pathlib\n"
             "log = pathlib.Path(run_dir) / 'ran.log'\n"
-            f"name = 'eval_' + configuration if {st.name!r}.startswith('eval_') else {st.name!r}\n"
+            f"name = 'eval_' + configuration if {kind!r} == 'eval' else {st.name!r}\n"
             "log.open('a').write(name + '\\n')\n"
+            "(pathlib.Path(run_dir) / 'env.log').write_text(os.environ.get('TQDM_DISABLE', 'unset'))\n"
+            f"for rel in {ARTIFACTS[kind]!r}:\n"
+            "    p = pathlib.Path(run_dir) / rel.format(**globals())\n"
+            "    p.parent.mkdir(parents=True, exist_ok=True)\n"
+            "    p.write_text(name + ' ' + str(seed))\n"
         )
+        if st.name == "predict":
+            body += "pathlib.Path(eval_dir, 'dev_source.txt').write_text(dev_predictions or 'scored')\n"
+        if kind == "eval":
+            body += "import specact.actions  # noqa: the library an eval stage runs\n"
         if st.name == fail_stage:
             body += "raise RuntimeError('planted failure')\n"
+        body += (extra or {}).get(st.name, "")
         cells = [nbformat.v4.new_code_cell(decl), nbformat.v4.new_code_cell(body)]
         cells[0].metadata["tags"] = ["parameters"]
         nb = nbformat.v4.new_notebook(cells=cells)
@@ -30,20 +66,34 @@ def toy_notebooks(nb_dir, cfg, paths, fail_stage=None):
         nbformat.write(nb, nb_dir / st.notebook)
 
 
-@pytest.fixture
-def study(tmp_path):
+def make_study(tmp_path, text="run_id: toy\nconfigurations: [B, D]\n", package=None, **kw):
+    package = package or tmp_path / "pkg" / "specact"
+    if not package.exists():
+        shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
     params = tmp_path / "p.yaml"
-    params.write_text("run_id: toy\nconfigurations: [B, D]\n")
+    params.write_text(text)
     cfg = load_params(params)
-    paths = RunPaths.for_run("toy", tmp_path)
+    paths = RunPaths.for_run(cfg.run_id, tmp_path)
     nbs = tmp_path / "nbs"
-    toy_notebooks(nbs, cfg, paths)
-    run = lambda **kw: run_study(params, root=tmp_path, notebooks=nbs, log=lambda m: None, **kw)  # noqa: E731
+    toy_notebooks(nbs, cfg, paths, **kw)
+    run = lambda **k: run_study(params, root=tmp_path, notebooks=nbs, log=lambda m: None, **{"package": package, **k})  # noqa: E731
     return params, paths, nbs, run
 
 
+@pytest.fixture
+def study(tmp_path):
+    return make_study(tmp_path)
+
+
 def ran(paths):
-    return (paths.run_dir / "ran.log").read_text().split()
+    log = paths.run_dir / "ran.log"
+    return log.read_text().split() if log.exists() else []
+
+
+def rerun(paths, run, **kw):
+    (paths.run_dir / "ran.log").unlink(missing_ok=True)
+    run(**kw)
+    return ran(paths)
 
 
 def test_runs_all_stages_then_resume_skips_unchanged(study):
@@ -53,21 +103,18 @@ def test_runs_all_stages_then_resume_skips_unchanged(study):
     assert ran(paths) == ["data", "train_proposer", "train_verifier", "train_strong", "predict", "eval_B", "eval_D", "report"]
     for name in ("01_data", "06_evaluate_B", "07_report"):
         assert (paths.report_dir / f"{name}.ipynb").exists() and (paths.report_dir / f"{name}.html").exists()
-    (paths.run_dir / "ran.log").unlink()
-    summary = run()
-    assert all(v["status"] == "skipped" for v in summary.values())
-    assert not (paths.run_dir / "ran.log").exists()
+    rec = json.loads((paths.run_dir / "stages" / "train_strong.json").read_text())
+    assert "runs/toy/strong/model.txt" in rec["outputs"] and rec["status"] == "ok"
+    assert rerun(paths, run) == []
 
 
 def test_changed_param_redoes_only_downstream(study):
     params, paths, nbs, run = study
     run()
-    (paths.run_dir / "ran.log").unlink()
     params.write_text("run_id: toy\nconfigurations: [B, D]\nproposer:\n  max_steps: 7\n")
     with pytest.raises(RunExistsError):
         run()  # a changed run is never silently overwritten
-    run(resume=True)
-    assert ran(paths) == ["train_proposer", "train_verifier", "predict", "eval_B", "eval_D", "report"]
+    assert rerun(paths, run, resume=True) == ["train_proposer", "train_verifier", "predict", "eval_B", "eval_D", "report"]
 
 
 def test_unknown_parameter_fails_before_any_stage(study, tmp_path):
@@ -88,16 +135,194 @@ def test_notebook_missing_a_parameter_fails_before_any_stage(study):
     assert not paths.run_dir.exists()
 
 
-def test_failed_stage_keeps_traceback_and_raises(tmp_path):
-    params = tmp_path / "p.yaml"
-    params.write_text("run_id: toy\nconfigurations: [B]\n")
-    cfg = load_params(params)
-    paths = RunPaths.for_run("toy", tmp_path)
-    toy_notebooks(tmp_path / "nbs", cfg, paths, fail_stage="train_strong")
-    with pytest.raises(Exception, match="planted failure"):
-        run_study(params, root=tmp_path, notebooks=tmp_path / "nbs", log=lambda m: None)
-    out = nbformat.read(paths.report_dir / "04_train_strong.ipynb", as_version=4)
+def test_failed_stage_names_stage_notebook_and_exception(tmp_path):
+    params, paths, nbs, run = make_study(tmp_path, "run_id: toy\nconfigurations: [B]\n", fail_stage="train_strong")
+    with pytest.raises(StageError) as err:
+        run()
+    nb = paths.report_dir / "04_train_strong.ipynb"
+    assert str(err.value) == f"stage train_strong failed: RuntimeError: planted failure (executed notebook: {nb})"
+    out = nbformat.read(nb, as_version=4)
     assert any(o.get("ename") == "RuntimeError" for c in out.cells for o in c.get("outputs", []))
     assert (paths.report_dir / "04_train_strong.html").exists()
     assert json.loads((paths.run_dir / "stages" / "train_strong.json").read_text())["status"] == "failed"
     assert "predict" not in ran(paths)
+
+
+def test_missing_artifact_is_redone(study):
+    params, paths, nbs, run = study
+    run()
+    (paths.run_dir / "strong" / "model.txt").unlink()
+    (paths.run_dir / "eval" / "test" / "D" / "metrics.json").unlink()
+    again = rerun(paths, run)
+    assert again[:2] == ["train_strong", "predict"] and "eval_D" in again and again[-1] == "report"
+    assert (paths.run_dir / "strong" / "model.txt").is_file()
+
+
+def test_changed_artifact_is_redone(study):
+    params, paths, nbs, run = study
+    run()
+    (paths.report_dir / "results.json").write_text("{}")  # e.g. another command wrote over the report
+    assert rerun(paths, run) == ["report"]
+
+
+def test_interrupted_stage_is_not_taken_as_complete(tmp_path):
+    # The issue's case: SIGKILL a --resume run while train_strong rewrites its model, revert the params.
+    extra = {"train_strong": "if train['max_steps'] == 3:\n    (pathlib.Path(run_dir) / 'killme').write_text('')\n    import time; time.sleep(120)\n"}
+    params, paths, nbs, run = make_study(tmp_path, "run_id: toy\nconfigurations: [B]\n", extra=extra)
+    run()
+    params.write_text("run_id: toy\nconfigurations: [B]\nstrong:\n  max_steps: 3\n")
+    code = (f"from specact.pipeline import run_study; run_study({str(params)!r}, root={str(tmp_path)!r}, "
+            f"notebooks={str(nbs)!r}, resume=True, log=print, package=__import__('pathlib').Path({str(tmp_path / 'pkg' / 'specact')!r}))")
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        for _ in range(600):
+            if (paths.run_dir / "killme").exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert (paths.run_dir / "killme").exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, as a hard kill would
+        proc.wait()
+    assert not (paths.run_dir / "stages" / "train_strong.json").exists()
+    params.write_text("run_id: toy\nconfigurations: [B]\n")
+    assert rerun(paths, run, resume=True)[0] == "train_strong"
+
+
+def test_library_edit_redoes_the_stages_that_import_it(tmp_path):
+    params, paths, nbs, run = make_study(tmp_path, "run_id: toy\nconfigurations: [B]\n")
+    run()
+    with open(tmp_path / "pkg" / "specact" / "actions.py", "a") as fh:
+        fh.write("\n# an edit\n")
+    assert rerun(paths, run) == ["eval_B", "report"]  # only the toy eval stage imports specact (.actions)
+
+
+def test_only_never_builds_on_a_stale_upstream(study):
+    params, paths, nbs, run = study
+    run()
+    params.write_text("run_id: toy\nconfigurations: [B, D]\nstrong:\n  max_steps: 3\n")
+    with pytest.raises(StageError, match="stage report needs upstream stages that are not current: eval_B, eval_D"):
+        run(resume=True, only=["report"])
+    assert ran(paths).count("report") == 1  # not run again on outputs older than their inputs
+    assert rerun(paths, run, resume=True, only=["train_strong"]) == ["train_strong"]
+    assert rerun(paths, run, resume=True) == ["predict", "eval_B", "eval_D", "report"]
+
+
+def test_second_writer_is_refused_naming_the_holder(study):
+    params, paths, nbs, run = study
+    with run_lock(paths.run_dir):
+        with pytest.raises(RunLockedError, match=rf"in use by another specact process \(pid {os.getpid()}\)"):
+            run()
+    assert ran(paths) == []
+    run()  # released on exit
+    with pytest.raises(RunLockedError):
+        with run_lock(paths.run_dir, shared=True):
+            run()
+
+
+def test_lock_is_held_by_a_running_study(tmp_path):
+    extra = {"data": "(pathlib.Path(run_dir) / 'started').write_text('')\nimport time; time.sleep(60)\n"}
+    params, paths, nbs, run = make_study(tmp_path, "run_id: toy\nconfigurations: [B]\n", extra=extra)
+    code = f"from specact.pipeline import run_study; run_study({str(params)!r}, root={str(tmp_path)!r}, notebooks={str(nbs)!r})"
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        for _ in range(600):
+            if (paths.run_dir / "started").exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        with pytest.raises(RunLockedError, match=rf"pid {proc.pid}\)"):
+            run()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_timings_keep_real_times_and_params_are_not_rewritten(study):
+    params, paths, nbs, run = study
+    run()
+    first = json.loads((paths.report_dir / "timings.json").read_text())
+    mtime = (paths.run_dir / "params.yaml").stat().st_mtime_ns
+    time.sleep(0.05)
+    run()
+    again = json.loads((paths.report_dir / "timings.json").read_text())
+    assert all(v["status"] == "skipped" for v in again["stages"].values())
+    assert {k: v["seconds"] for k, v in again["stages"].items()} == {k: v["seconds"] for k, v in first["stages"].items()}
+    assert min(v["seconds"] for v in again["stages"].values()) > 0 and again["total_seconds"] == pytest.approx(first["total_seconds"])
+    assert (paths.run_dir / "params.yaml").stat().st_mtime_ns == mtime
+
+
+def test_kernels_run_without_progress_bars(study):
+    params, paths, nbs, run = study
+    run(only=["data"])
+    assert (paths.run_dir / "env.log").read_text() == "1"
+
+
+def test_seeds_run_concurrently_as_separate_runs(tmp_path):
+    params, paths, nbs, _ = make_study(tmp_path, "run_id: toy\nconfigurations: [B]\n")
+    out = run_seeds(params, [0, 1], jobs=2, root=tmp_path, notebooks=nbs, package=tmp_path / "pkg" / "specact")
+    assert set(out) == {0, 1}
+    for s in (0, 1):
+        run_dir = tmp_path / "runs" / f"toy-s{s}"
+        assert load_params(run_dir / "params.yaml").seed == s
+        assert (run_dir / "ran.log").read_text().split()[-1] == "report"
+        assert (run_dir / "strong" / "model.txt").read_text() == f"train_strong {s}"
+
+
+def test_evaluate_refuses_to_overwrite_and_reuses_dev(study, tmp_path):
+    params, paths, nbs, run = study
+    run()
+    assert reusable_dev_predictions(paths.run_dir)[0] == paths.run_dir / "eval" / "test" / "predictions_dev.jsonl"
+    data = tmp_path / "a" / "ext.jsonl"
+    data.parent.mkdir()
+    shutil.copy(_valid_jsonl(data), data)
+    ev = lambda out=None, **kw: evaluate_external(paths.run_dir, data, out, notebooks=nbs, log=lambda m: None, **kw)  # noqa: E731
+    for bad in (paths.report_dir, paths.run_dir / "x", tmp_path / "runs"):
+        with pytest.raises(OutputExistsError, match="the study's own"):
+            ev(bad)
+    out = ev()
+    assert out.parent == paths.report_dir / "external" and out.name.startswith("ext-")
+    assert (out / "eval" / "dev_source.txt").read_text() == str(paths.run_dir / "eval" / "test" / "predictions_dev.jsonl")
+    other = tmp_path / "b" / "ext.jsonl"  # same stem, other content: its own default output
+    other.parent.mkdir()
+    other.write_text(data.read_text().splitlines()[0] + "\n")
+    assert evaluate_external(paths.run_dir, other, notebooks=nbs, log=lambda m: None) != out
+    with pytest.raises(OutputExistsError, match="not empty; pass --overwrite"):
+        ev()
+    (out / "stale.txt").write_text("old")
+    assert not (ev(overwrite=True, rescore_dev=True) / "stale.txt").exists()
+    assert (out / "eval" / "dev_source.txt").read_text() == "scored"
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    with pytest.raises(OutputExistsError, match="not written by `specact evaluate`"):
+        ev(foreign, overwrite=True)
+    (paths.run_dir / "strong" / "model.txt").write_text("retrained")
+    assert reusable_dev_predictions(paths.run_dir) == (None, "train_strong: artifact runs/toy/strong/model.txt changed since the stage wrote it")
+
+
+def _valid_jsonl(dest):
+    rec = {"id": "x{}", "messages": [{"role": "user", "content": "hi"}], "label": "final_answer",
+           "meta": {"source": "t", "trajectory_id": "t{}"}}
+    lines = [json.dumps(rec).replace("{}", str(i)) for i in range(3)]
+    tmp = dest.parent / "src.jsonl"
+    tmp.write_text("\n".join(lines) + "\n")
+    return tmp
+
+
+def test_bpe_cache_is_keyed_by_its_training_data(tmp_path):
+    from specact.tokenization import bpe_dir, load_bpe, train_bpe
+
+    run = tmp_path / "run"
+    texts_a = [f"alpha beta gamma {i} " * 8 for i in range(40)]
+    texts_b = [f"delta epsilon zeta {i} " * 8 for i in range(40)]
+    a = load_bpe(300, run, texts_a)
+    b = load_bpe(300, run, texts_b)  # the data changed: trained again, not the cached one
+    assert b.get_vocab() == train_bpe(sorted(texts_b), 300).get_vocab() != a.get_vocab()
+    assert load_bpe(300, run, None).get_vocab() == b.get_vocab()  # a stage that only loads gets the current one
+    split = run / "data" / "decisions" / "train"
+    split.mkdir(parents=True)
+    (split / "data-00000-of-00001.arrow").write_bytes(b"one")
+    first = bpe_dir(run, 300)
+    (split / "data-00000-of-00001.arrow").write_bytes(b"two")
+    assert bpe_dir(run, 300) != first and bpe_dir(run, 300).name.startswith("tokenizer-bpe-300-")
