@@ -34,7 +34,7 @@ INSTRUCTION = (
 )
 SHORT_INSTRUCTION = "Next action type (" + ", ".join(LABELS) + '); a tool call as JSON on line 2.'
 # Part of every prompt-cache key: texts rendered by an earlier builder are never handed out.
-BUILDER = "priority-v1"
+BUILDER = "priority-v1"  # same texts as before the token-count guesses: only the search got faster
 
 
 def format_action(label: str, call: dict | None = None) -> str:
@@ -289,6 +289,13 @@ class _Parts:
         if self.system:
             self.history.append(None)
 
+    def text_of(self, i) -> str:
+        """The text a history item adds (content and calls; the system prompt for None), to estimate its tokens."""
+        if i is None:
+            return self.system
+        m = self.body[i]
+        return m["content"] + "".join(json.dumps(c["function"], default=str) for c in m.get("tool_calls") or [])
+
     def render(self, tokenizer, plan: _Plan) -> str:
         kept = set(self.history[:plan.n_history])
         keep = sorted(i for i in kept | {self.last, self.user} if i is not None and i >= 0)
@@ -325,19 +332,43 @@ class _Parts:
 MIN_CLIP_CHARS = 48  # a latest turn is never clipped below this: it stays readable, never dropped
 
 
-def _largest(fits, lo: int, hi: int) -> int:
-    """Largest k in [lo, hi] with fits(k), given fits(lo) and fits monotone decreasing: try hi,
-    then gallop up from lo (small budgets never render everything) and bisect the last gap."""
-    if lo >= hi or fits(hi):
-        return max(lo, hi)
-    step, bad = 1, hi
-    while lo + step < bad and fits(lo + step):
-        lo, step = lo + step, step * 2
-    bad = min(bad, lo + step)
-    while bad - lo > 1:
-        mid = (lo + bad) // 2
-        lo, bad = (mid, bad) if fits(mid) else (lo, mid)
-    return lo
+def _largest(fits, lo: int, hi: int, guess: int | None = None) -> int:
+    """Largest k in [lo, hi] with fits(k), given fits(lo) and fits monotone decreasing.
+
+    Starts from ``guess`` (an estimate from per-part token counts: then one or two renders usually
+    settle it), else from hi; gallops away from the start (up if it fits, down if not) and bisects
+    the last gap, so a small budget never renders a whole long conversation.
+    """
+    if lo >= hi:
+        return lo
+    first = hi if guess is None else min(max(guess, lo), hi)
+    if first == lo:
+        first = lo + 1
+    if fits(first):
+        good, bad, step = first, hi + 1, 1
+        while good + step < bad and fits(good + step):
+            good, step = good + step, step * 2
+        bad = min(bad, good + step)
+    else:
+        good, bad, step = lo, first, 1
+        while bad - step > good and not fits(bad - step):
+            bad, step = bad - step, step * 2
+        good = max(good, bad - step)
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if fits(mid) else (good, mid)
+    return good
+
+
+def _guess(costs: list[int], room: int) -> int:
+    """How many of the parts (in order) fit in ``room`` tokens by their own token counts."""
+    total, k = 0, 0
+    for c in costs:
+        total += c
+        if total > room:
+            break
+        k += 1
+    return k
 
 
 def _fit_core(parts: _Parts, plan: _Plan, measure, budget: int) -> _Plan:
@@ -392,9 +423,16 @@ def _build(tokenizer, record: dict, cfg: PromptConfig) -> tuple[str, dict]:
         text = tokenizer.decode(ids[-budget:], skip_special_tokens=False)
         return text, {k: (v and False) if k not in ("latest_user", "latest_message") else v
                       for k, v in parts.survival(plan, cfg).items()}
-    plan = dataclasses.replace(plan, n_sigs=_largest(lambda k: measure(dataclasses.replace(plan, n_sigs=k)) <= budget, 0, len(parts.tools)))
+    def counts(texts: list[str]) -> list[int]:  # one batched call: per-call overhead dominates short texts
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
+
+    room = budget - measure(plan)
+    guess = _guess([c + 2 for c in counts([json.dumps(t) for t in parts.tools])], room)
+    plan = dataclasses.replace(plan, n_sigs=_largest(lambda k: measure(dataclasses.replace(plan, n_sigs=k)) <= budget, 0, len(parts.tools), guess))
     if plan.n_sigs == len(parts.tools) and plan.n_names == len(parts.tools):
-        plan = dataclasses.replace(plan, n_history=_largest(lambda k: measure(dataclasses.replace(plan, n_history=k)) <= budget, 0, len(parts.history)))
+        room = budget - measure(plan)
+        guess = _guess([c + 8 for c in counts([parts.text_of(i) for i in parts.history])], room)
+        plan = dataclasses.replace(plan, n_history=_largest(lambda k: measure(dataclasses.replace(plan, n_history=k)) <= budget, 0, len(parts.history), guess))
     return cache[plan][0] if plan in cache else parts.render(tokenizer, plan), parts.survival(plan, cfg)
 
 

@@ -196,3 +196,15 @@ def test_prompt_parts_survival_table():
     df = prompt_parts_survival(tok, recs, PromptConfig(max_prompt_tokens=700, tool_schema="compact"))
     assert set(df.index) == {"a", "b", "all"} and df.loc["all", "n"] == 4
     assert df.loc["all", "latest_user"] == 1.0 and df.loc["all", "history"] == 0.0
+
+
+def test_largest_fitting_count_matches_brute_force_from_any_guess():
+    from specact.prompts import _largest
+
+    for hi in range(0, 12):
+        for limit in range(0, hi + 1):
+            for guess in [None, *range(-1, hi + 3)]:
+                tried = []
+                got = _largest(lambda k: tried.append(k) or k <= limit, 0, hi, guess)
+                assert got == limit, (hi, limit, guess)
+                assert max(tried, default=0) <= hi
