@@ -50,10 +50,12 @@ def load_results(path: str | Path) -> pd.DataFrame:
     frontier = {r["config"]: r for r in frontier} if isinstance(frontier, list) else frontier
     auc = ((res.get("verifier") or {}).get("auroc")) or {}
     main = res.get("main_split", "test")
+    names = res.get("descriptions") or {}
     rows = []
     for split, table in _split_tables(res).items():
         for r in table:
-            row = {"run": run, "split": split, "config": r["config"], **{m: r.get(m) for m in MEASURES}}
+            row = {"run": run, "split": split, "config": r["config"], "description": names.get(r["config"]),
+                   **{m: r.get(m) for m in MEASURES}}
             fr = frontier.get(r["config"], {}) if split == main else {}
             if "apgr" in fr:  # older reports measured cost_to_* against the best point, not A: left out
                 row.update({k: v for k, v in fr.items() if k == "apgr" or k.startswith("cost_to_")})
@@ -80,11 +82,14 @@ def compare_table(df: pd.DataFrame, split: str | None = None) -> pd.DataFrame:
     d = df if split is None else df[df["split"] == split]
     order = _ordered(list(dict.fromkeys(d["config"])))
     d = d.assign(_o=d["config"].map(order.index)).sort_values(["run", "split", "_o"], kind="stable")
-    out = pd.DataFrame({"run": d["run"], "split": d["split"], "configuration": [describe(c) for c in d["config"]]})
+    desc = d["description"] if "description" in d else [None] * len(d)
+    out = pd.DataFrame({"run": d["run"], "split": d["split"],
+                        "configuration": [x if isinstance(x, str) else describe(c) for c, x in zip(d["config"], desc)]})
     out["accuracy [95% CI]"] = [_ci(a, lo, hi) for a, lo, hi in zip(*(d[c].astype(float) for c in ("accuracy", "accuracy_lo", "accuracy_hi")))]
     out["measured cost (A = 1)"] = [_f(v, 2) for v in d["measured_cost"].astype(float)]
     out["nominal cost"] = [_f(v, 2) for v in d["nominal_cost"].astype(float)]
     out["accept rate"] = ["–" if pd.isna(v) else f"{100 * v:.0f}%" for v in d["accept_rate"].astype(float)]
+    out["accept precision"] = [_f(v, 2) for v in d["accept_precision"].astype(float)]
     if "apgr" in d and d["apgr"].notna().any():
         out["APGR"] = [_f(v, 2) for v in d["apgr"].astype(float)]
         if "cost_to_80pct" in d:
@@ -107,3 +112,8 @@ def write_compare(df: pd.DataFrame, out_dir: str | Path | None = None) -> dict[s
         (out / "compare.html").write_text(html)
         df.replace({np.nan: None}).to_csv(out / "compare.csv", index=False)
     return {"markdown": md, "html": html}
+
+
+def readme_table(path: str | Path, split: str = "test") -> str:
+    """The Markdown table the README shows for one published run (``compare`` without run/split)."""
+    return markdown_table(compare_table(load_results(path), split=split).drop(columns=["run", "split"]))

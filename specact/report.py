@@ -619,7 +619,9 @@ def write_report(out_dir, results_json: dict, tables: dict[str, pd.DataFrame], f
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"results": out / "results.json"}
-    payload = {**to_jsonable(results_json), "finding": finding, "provenance": to_jsonable(prov or provenance()),
+    names = tables["configurations"]["config"] if "configurations" in tables else []
+    payload = {"descriptions": {c: describe(c) for c in names},  # what each name meant when this run was reported
+               **to_jsonable(results_json), "finding": finding, "provenance": to_jsonable(prov or provenance()),
                "tables": {k: to_jsonable(v) for k, v in tables.items()}}
     paths["results"].write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False))
     for name, fig in figures.items():
@@ -776,6 +778,14 @@ def saved_provenance(pub_dir: str | Path, device: str, published_in: str) -> dic
             "note": f"reconstructed when republishing: the run recorded no commit or package versions; published in commit {published_in}"}
 
 
+OLD_E = "E: N=3 proposals sampled at temperature 1, verifier picks"  # E of the runs published before issue 13
+
+
+def _rel(path: Path) -> str:
+    """``path`` relative to the repository when inside it (notebooks run with the repository as cwd)."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def _republish_cells(pub_dir: Path) -> list:
     from nbformat.v4 import new_code_cell, new_markdown_cell
 
@@ -785,7 +795,7 @@ def _republish_cells(pub_dir: Path) -> list:
                           "the run kept no per-step predictions, so its threshold sweeps and confusion matrices cannot be redrawn "
                           "and the verifier-vs-random paired interval is not restated; every number below is the run's own."),
         new_code_cell(f"import json\nfrom pathlib import Path\n\nimport pandas as pd\nfrom IPython.display import Markdown, display\n\n"
-                      f"from specact import report\n\nd = Path({str(pub_dir)!r})\nres = json.loads((d / 'results.json').read_text())\n"
+                      f"from specact import report\n\nd = Path({_rel(pub_dir)!r})\nres = json.loads((d / 'results.json').read_text())\n"
                       "table = pd.DataFrame(res['tables']['configurations'])\n"
                       "auc = (res.get('verifier') or {}).get('auroc')", metadata=hide),
         new_markdown_cell("## Finding"),
@@ -793,8 +803,7 @@ def _republish_cells(pub_dir: Path) -> list:
         new_markdown_cell("## Table 1. Configurations\n\nAccuracy of the action type with its 95% bootstrap interval; measured cost "
                           "counts FLOPs with A = 1, nominal cost charges strong 1.00, cheap 0.15, verifier 0.05; accept rate and "
                           "precision concern the cheap proposal; p-values: McNemar against A and B on the same steps."),
-        new_code_cell("names = {'E': 'E: N=3 proposals sampled at temperature 1, verifier picks'}  # this run's E, before issue 13\n"
-                      "report.show_table(report.headline_table(table, names=names), f\"Table 1. {len(table)} configurations, {int(table['n'].iloc[0])} test steps\")"),
+        new_code_cell("report.show_table(report.headline_table(table, names=res['descriptions']), f\"Table 1. {len(table)} configurations, {int(table['n'].iloc[0])} test steps\")"),
         new_markdown_cell("## Figure 1. Cost–accuracy frontier\n\nEach configuration with its 95% accuracy interval against nominal "
                           "(left) and measured (right) cost per step."),
         new_code_cell("fig = report.frontier_figure(table)\nreport.save_figure(fig, d, 'frontier')\nreport.show_figure(fig, 'frontier')"),
@@ -823,6 +832,8 @@ def republish(pub_dir: str | Path, device: str, published_in: str, kernel: str =
     d = Path(pub_dir).resolve()
     res = json.loads((d / "results.json").read_text())
     res.setdefault("provenance", saved_provenance(d, device, published_in))
+    names = [r["config"] for r in res["tables"]["configurations"]]
+    res.setdefault("descriptions", {c: describe(c) for c in names} | {"E": OLD_E})
     (d / "results.json").write_text(json.dumps(res, indent=2, sort_keys=True, allow_nan=False))
     nb = nbformat.v4.new_notebook(cells=_republish_cells(d))
     NotebookClient(nb, kernel_name=kernel, resources={"metadata": {"path": str(REPO)}}).execute()
