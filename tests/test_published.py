@@ -10,19 +10,29 @@ README = (REPO / "README.md").read_text()
 
 
 @pytest.mark.parametrize("run, heading", [("2026-11-26-default", "### `default` profile"), ("2026-11-26-gpu", "### `gpu` profile")])
-def test_readme_accuracies_match_published_results(run, heading):
-    res = json.loads((REPO / "reports" / "published" / run / "results.json").read_text())
-    by_config = {r["config"]: r for r in res["tables"]["configurations"]}
+def test_readme_tables_are_generated_from_published_results(run, heading):
+    """Each published run's README table is `specact compare`'s table of its results.json, verbatim;
+    the section links the rendered report and shows its frontier figure."""
+    from specact.compare import readme_table
+
+    pub = REPO / "reports" / "published" / run
     section = README[README.index(heading):].split("\n## ")[0].split("\n### ")[0]  # up to the next heading
-    assert f"reports/published/{run}/" in section  # the section names the run it quotes
-    start = section.index("| config |")
-    table = section[start:section.index("\n\n", start)]
-    rows = {line.split("|")[1].strip().split(" ")[0]: line for line in table.splitlines()[2:]}
-    assert {"A", "B", "C", "D", "E"} <= set(rows) <= set(by_config)
-    for config, line in rows.items():
-        r = by_config[config]
-        cell = f"{100 * r['accuracy']:.1f}% [{100 * r['accuracy_lo']:.1f}, {100 * r['accuracy_hi']:.1f}]"
-        assert cell in line, (run, config, cell, line)
+    assert f"](reports/published/{run}/report.html)" in section and f"](reports/published/{run}/frontier.png)" in section
+    assert readme_table(pub) in section
+    res = json.loads((pub / "results.json").read_text())
+    d = next(r for r in res["tables"]["configurations"] if r["config"] == "D")
+    assert f"{100 * d['accuracy']:.1f}% [{100 * d['accuracy_lo']:.1f}, {100 * d['accuracy_hi']:.1f}]" in section
+
+
+@pytest.mark.parametrize("run", ["2026-11-26-default", "2026-11-26-gpu"])
+def test_published_report_shows_its_figures(run):
+    pub = REPO / "reports" / "published" / run
+    html = (pub / "report.html").read_text()
+    assert html.count("<img") >= 3 and html.count('src="data:image/png;base64') >= 3 and "<Figure size" not in html
+    md = (pub / "report.md").read_text()
+    for name in ("frontier", "reliability", "per_source"):
+        assert f"![png]({name}.png)" in md and (pub / f"{name}.svg").is_file()
+    assert {"git_commit", "date", "params", "stages", "device"} <= set(json.loads((pub / "results.json").read_text())["provenance"])
 
 
 def _bench_rows(log: str) -> list[dict]:
