@@ -58,7 +58,7 @@ def show(fig, name: str | None = None, dpi: int = 110) -> None:
     A ``matplotlib.figure.Figure`` built outside pyplot has no image representation in IPython
     (it prints as ``<Figure size ...>``); this draws it. ``name`` becomes the file name nbconvert
     gives the image when exporting Markdown (``<name>.png``). A pyplot-managed figure is closed
-    afterwards so the inline backend does not draw it a second time.
+    afterwards so the inline backend does not draw it a second time (shown once, never lost).
     """
     import io
 
@@ -71,16 +71,6 @@ def show(fig, name: str | None = None, dpi: int = 110) -> None:
     import matplotlib.pyplot as plt
 
     plt.close(fig)  # a no-op for a figure pyplot does not manage
-
-
-def show(fig) -> None:
-    """Display a matplotlib figure inline once (in Jupyter and in papermill's executed notebook) and
-    close it, so it is neither lost nor shown a second time by the inline backend."""
-    import matplotlib.pyplot as plt
-    from IPython.display import display
-
-    display(fig)
-    plt.close(fig)
 
 
 def section_dict(cls, values: dict | None):
