@@ -93,7 +93,7 @@ class DataConfig:
     nestful: int = _help("NESTFUL sequences to add as tool_call/retrieval steps (0 = none).", default=0)
     split_fractions: list = _help("train / dev / test fractions, split by trajectory.", default_factory=lambda: [0.7, 0.15, 0.15])
     ood_domains: list = _help("Domains held out whole as the `ood` split, never in train/dev/test (specact.data.build.is_ood): a BFCL environment class `bfcl:<Class>` (every scenario using it), a synthetic domain `synthetic:<name>`, a BFCL set `bfcl_<set>`. Empty: no ood split.",
-                              default_factory=lambda: ["bfcl:TicketAPI", "synthetic:support", "bfcl_live_multiple"])
+                              default_factory=lambda: ["bfcl:TicketAPI", "synthetic:travel", "bfcl_live_multiple"])
     near_duplicate_max_groups: int = _help("Near-duplicate rule: groups whose digit-masked last two messages are identical share a split; a text shared by more groups than this is boilerplate (a fixed prompt or common tool output) and joins nothing (0 = every shared text joins). 4: BFCL's common tool outputs (startEngine's, in 35 scenarios) at 8 chain 60% of its scenarios into one component.", default=4)
     max_steps_per_trajectory: int = _help("Keep at most this many decision points per trajectory (0 = all); long BFCL trajectories would otherwise dominate.", default=0)
     verifier_negatives: int = _help("Synthetic plausible-confusion negatives per positive in the verifier set.", default=2)
