@@ -359,6 +359,41 @@ def headless_env() -> Iterator[None]:
                 os.environ[k] = v
 
 
+@contextlib.contextmanager
+def interrupt_kills_kernel() -> Iterator[None]:
+    """On Ctrl-C, kill the stage's kernel (and whatever it started) before stopping.
+
+    papermill would shut a busy kernel down gracefully, and the kernel then races its own interrupted
+    reply against its closing sockets, printing zmq tracebacks. The stage's record is already gone,
+    so nothing the killed kernel leaves half-written is ever taken as complete.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+
+    def on_sigint(signum, frame):
+        import psutil  # an ipykernel dependency
+
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error, OSError):
+                if any("ipykernel" in part for part in child.cmdline()):
+                    # jupyter_client starts kernels in their own session: the group holds the kernel's children too
+                    if os.getpgid(child.pid) == child.pid:
+                        os.killpg(child.pid, signal.SIGKILL)
+                    else:
+                        child.kill()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def execute_stage(st: Stage, params: dict, paths: RunPaths, kernel: str, notebooks: Path = NOTEBOOKS, log_output: bool = True) -> Path:
     """Run one stage's notebook; failures raise StageError / StageInterrupted naming the stage and the executed notebook."""
     import papermill as pm
@@ -367,7 +402,7 @@ def execute_stage(st: Stage, params: dict, paths: RunPaths, kernel: str, noteboo
     paths.report_dir.mkdir(parents=True, exist_ok=True)
     out_nb = executed_path(st, params, paths)
     try:
-        with headless_env():
+        with headless_env(), interrupt_kills_kernel():
             pm.execute_notebook(
                 str(notebooks / st.notebook), str(out_nb), parameters=params, kernel_name=kernel,
                 log_output=log_output, progress_bar=False, cwd=str(REPO),

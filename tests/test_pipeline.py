@@ -326,3 +326,25 @@ def test_bpe_cache_is_keyed_by_its_training_data(tmp_path):
     first = bpe_dir(run, 300)
     (split / "data-00000-of-00001.arrow").write_bytes(b"two")
     assert bpe_dir(run, 300) != first and bpe_dir(run, 300).name.startswith("tokenizer-bpe-300-")
+
+
+def test_ctrl_c_stops_with_one_line_and_no_kernel_traceback(tmp_path):
+    extra = {"train_strong": "(pathlib.Path(run_dir) / 'started').write_text('')\nimport time; time.sleep(60)\n"}
+    params, paths, nbs, run = make_study(tmp_path, "run_id: toy\nconfigurations: [B]\n", extra=extra)
+    code = ("import sys, pathlib\nfrom specact.pipeline import run_study, StageInterrupted\n"
+            f"try:\n    run_study({str(params)!r}, root={str(tmp_path)!r}, notebooks={str(nbs)!r}, log=print, "
+            f"package=pathlib.Path({str(tmp_path / 'pkg' / 'specact')!r}))\n"
+            "except StageInterrupted as e:\n    print(e, file=sys.stderr)\n    sys.exit(130)\n")
+    # a terminal's Ctrl-C: SIGINT to the runner's process group (a test runner may have SIGINT ignored: restore it)
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for _ in range(1200):
+        if (paths.run_dir / "started").exists() or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    lines = [ln for ln in err.splitlines() if "Kernel is running over TCP" not in ln]
+    assert proc.returncode == 130
+    assert lines == ["stage train_strong interrupted; rerun the same command to resume (finished stages are kept)"]
+    assert not (paths.run_dir / "stages" / "train_strong.json").exists()
