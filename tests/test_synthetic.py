@@ -137,3 +137,10 @@ def test_user_turns_are_varied():
     rng = __import__("random").Random(1)
     noisy = {synthetic.add_noise("Cancel order A12345 please.", rng) for _ in range(100)}
     assert len(noisy) > 10 and all("A12345" in n for n in noisy)  # identifiers survive the noise
+
+
+def test_interjections_name_no_label():
+    recs = synthetic.generate(400, seed=0)
+    after = [r["label"] for r in recs if r["messages"][-1]["role"] == "user" and r["messages"][-1]["content"] in synthetic.INTERJECTIONS]
+    assert len(after) > 50 and len(set(after)) >= 5  # checks, repairs, answers, more calls ... all follow the same words
+    assert not any(i.endswith("?") for i in synthetic.INTERJECTIONS)

@@ -118,6 +118,8 @@ class Trajectory:
         self.messages.append({"role": "assistant", "content": None,
                               "tool_calls": [{"type": "function", "id": cid, "function": {"name": name, "arguments": arguments}}]})
         self.messages.append({"role": "tool", "tool_call_id": cid, "name": name, "content": content})
+        if self.rng is not None and self.rng.random() < INTERJECTION_RATE:
+            self.messages.append({"role": "user", "content": self.rng.choice(INTERJECTIONS)})
         if fix:
             self.open_failure = False
         if fails:
@@ -252,6 +254,11 @@ def render_observation(obs, rng: random.Random | None) -> str:
     return _render_success(obs, rng)
 
 
+# Users interject while an agent works; the next action is still whatever the task needs, so an
+# interjection names no label (none ends in "?": a question would be a request of its own).
+INTERJECTIONS = ("ok", "thanks, go on", "take your time", "sure", "ok, continue please", "np", "fine", "great, keep going",
+                 "I'm here if you need anything", "alright")
+INTERJECTION_RATE = 0.1
 _GREETINGS = ("hi, ", "hey - ", "hello! ", "Hi team, ", "quick one: ", "", "", "")
 _SIGN_OFFS = (" thanks", " thx!", " asap please", " ty", " cheers", "", "", "")
 
