@@ -132,6 +132,7 @@ class OptimConfig:
     eval_examples: int = _help("Dev examples the loss during training is evaluated on (a seeded sample; 0 = all of dev). Dev accuracy at the end always uses all of dev.", default=0)
     early_stopping_patience: int = _help("Stop after this many evaluations without a lower dev loss (0 = train to the end; the best checkpoint is kept either way).", default=0)
     logging_steps: int = _help("Log the loss every N steps.", default=10)
+    report_to: str = _help("Where the Trainer also sends its logs: none | tensorboard (event files under the role's checkpoints/runs/; falls back to none with a warning when tensorboard is not installed) | another transformers integration name. log_history.json is written either way.", default="none")
 
     def __post_init__(self):  # covers every role (subclass fields listed too): a zero learning rate trains nothing, exit 0
         _check(self, ">0", "learning_rate", *(("num_train_epochs",) if self.max_steps == 0 else ()))

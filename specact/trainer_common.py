@@ -67,6 +67,17 @@ def _sampling_args(group_by_length: bool) -> dict:
     return {"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in _training_arg_names() else {"group_by_length": True}
 
 
+def report_to(choice: str) -> str:
+    """The Trainer's ``report_to`` for ``OptimConfig.report_to``: TensorBoard only where it is installed."""
+    import importlib.util
+    import warnings
+
+    if choice == "tensorboard" and not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+        warnings.warn("report_to=tensorboard but tensorboard is not installed: training logs go to log_history.json only")
+        return "none"
+    return choice
+
+
 def common_args(cfg, out_dir: Path, seed: int, device: torch.device, quiet: bool) -> dict:
     """TrainingArguments fields shared by SFT and verifier training (both config dataclasses have them)."""
     return dict(
@@ -74,7 +85,7 @@ def common_args(cfg, out_dir: Path, seed: int, device: torch.device, quiet: bool
         learning_rate=cfg.learning_rate, max_steps=cfg.max_steps or -1, num_train_epochs=cfg.num_train_epochs,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        logging_steps=cfg.logging_steps, logging_first_step=True, report_to="none", disable_tqdm=quiet,
+        logging_steps=cfg.logging_steps, logging_first_step=True, report_to=report_to(getattr(cfg, "report_to", "none")), disable_tqdm=quiet,
         save_strategy="steps" if getattr(cfg, "save_steps", 0) else "no", save_steps=getattr(cfg, "save_steps", 0) or 500,
         save_total_limit=1, dataloader_num_workers=0,  # workers cost more than they save on 2 cores
         # Padding-free rows hold no padding, and a pad id equal to eos would miss each example's eos.

@@ -170,3 +170,22 @@ def test_compare_two_runs(rendered, tmp_path):
     assert set(one["split"]) == {"test", "ood"} and one["accuracy"].between(0, 1).all()
     shown = compare_table(df, split="test")
     assert len(shown) == 2 * n_configs - 1 and shown["accuracy [95% CI]"].str.contains("%").all()
+
+
+def test_report_to_reaches_the_trainer_arguments(monkeypatch, tmp_path):
+    """OptimConfig.report_to: none by default; tensorboard passed on only where it is installed."""
+    import importlib.util
+
+    import torch
+
+    from specact import trainer_common as tc
+    from specact.config import StrongConfig
+
+    args = tc.common_args(StrongConfig(), tmp_path, 0, torch.device("cpu"), quiet=True)
+    assert args["report_to"] == "none" and args["disable_tqdm"] is True
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda m, *a: object() if m == "tensorboard" else real(m, *a))
+    assert tc.common_args(StrongConfig(report_to="tensorboard"), tmp_path, 0, torch.device("cpu"), False)["report_to"] == "tensorboard"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda m, *a: None if m.startswith("tensorboard") else real(m, *a))
+    with pytest.warns(UserWarning, match="not installed"):
+        assert tc.report_to("tensorboard") == "none"
