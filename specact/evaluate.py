@@ -93,14 +93,20 @@ def predict(records: list[dict], roles: dict, eval_cfg: EvalConfig, prompt_cfg: 
     """
     from specact.scoring import generate_calls, predict_role, sample_proposals, verifier_scores
 
+    from specact.prompts import prompt_ids, tokenizer_fingerprint
+
     bs, n = eval_cfg.batch_size, len(records)
     rows = [base_row(r) for r in records]
+    prompts: dict[str, list[list[int]]] = {}  # per tokenizer: the roles of a profile usually share one
     for role in ("cheap", "strong", "strong_frozen"):
         if role not in roles:
             continue
         model, tok, info = roles[role]
         budget = info.get("call_budget", eval_cfg.max_new_tokens)
-        out = predict_role(model, tok, records, prompt_cfg, bs, eval_cfg.generate_calls, budget, quiet, stop_early)
+        key = tokenizer_fingerprint(tok)
+        if key not in prompts:
+            prompts[key] = [prompt_ids(tok, r, prompt_cfg) for r in records]
+        out = predict_role(model, tok, records, prompt_cfg, bs, eval_cfg.generate_calls, budget, quiet, stop_early, prompts[key])
         for row, o in zip(rows, out):
             row[role] = o
     if linear is not None:
@@ -143,7 +149,7 @@ def _samples(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, generate_c
                 call, toks = extra.get((i, lab), (None, 0))
             props.append((lab, call))
             owners.append((i, toks))
-    reads = vinfo["calibration"].get("reads_proposer")  # the verifier was trained seeing the proposer's distribution
+    reads = (vinfo["calibration"] or {}).get("reads_proposer")  # trained seeing the proposer's distribution
     v = verifier_scores(vmodel, vtok, [records[i] for i, _ in owners], props, prompt_cfg, vinfo["calibration"],
                         eval_cfg.batch_size, quiet=quiet, logps=[rows[i]["cheap"]["logp"] for i, _ in owners] if reads else None)
     for i in range(len(rows)):
