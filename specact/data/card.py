@@ -121,6 +121,10 @@ def last_message_text(rec: dict) -> str:
     return text[:_LAST_CHARS]
 
 
+def _records(ds) -> list[dict]:
+    return [json.loads(s) for s in ds["record"]]  # validated when the datasets were built
+
+
 def _family(source: str) -> str:
     return "synthetic" if source.startswith("synthetic") else "bfcl"
 
@@ -145,12 +149,10 @@ def shortcut_diagnostic(dd, splits=("test", "ood")) -> dict:
     import pandas as pd
     from sklearn.metrics import f1_score
 
-    from specact.data.build import to_records
-
-    pipe = shortcut_model(to_records(dd["train"]))
+    pipe = shortcut_model(_records(dd["train"]))
     rows = []
     for split in (s for s in splits if s in dd):
-        recs = to_records(dd[split])
+        recs = _records(dd[split])
         pred = pipe.predict([last_message_text(r) for r in recs])
         rows += [{"split": split, "source": r["meta"]["source"], "family": _family(r["meta"]["source"]),
                   "label": r["label"], "pred": p} for r, p in zip(recs, pred)]
@@ -173,9 +175,9 @@ def near_duplicate_table(dd, max_groups: int = 0):
     ``boilerplate`` (texts in more than ``max_groups`` groups, which the rule exempts)."""
     import pandas as pd
 
-    from specact.data.build import cross_split_duplicates, to_records
+    from specact.data.splits import cross_split_duplicates
 
-    recs = {s: to_records(dd[s]) for s in dd}
+    recs = {s: _records(dd[s]) for s in dd}
     rows = []
     for fam in ("bfcl", "synthetic"):
         counts = cross_split_duplicates({s: [r for r in recs[s] if _family(r["meta"]["source"]) == fam] for s in recs}, max_groups)
