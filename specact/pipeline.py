@@ -207,7 +207,7 @@ def stage_key(nb_path: Path, params: dict, upstream: list[str], code: str = "") 
     h.update(nb_path.read_bytes())
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
     h.update(code.encode())
-    for k in upstream:
+    for k in sorted(upstream):  # records store upstream tokens by name: order-free
         h.update(k.encode() + b"\0")
     return h.hexdigest()[:16]
 
@@ -624,8 +624,9 @@ def prepare_out(out: Path, run_dir: Path, report_dir: Path, overwrite: bool, sta
     return out
 
 
-def reusable_dev_predictions(run_dir: Path) -> tuple[Path | None, str]:
-    """The run's dev prediction rows, if its predict record still matches the trained models' artifacts byte for byte.
+def reusable_dev_predictions(run_dir: Path, notebooks: Path = NOTEBOOKS, package: Path = PACKAGE) -> tuple[Path | None, str]:
+    """The run's dev prediction rows, if its predict stage is current: same models (artifact hashes), params,
+    notebook and library code as when the rows were made -- so scoring dev again would give the same rows.
 
     Returns (path, '') or (None, why not). The thresholds of D/E are a function of these rows and the
     run's params, so reusing the rows reuses the run's chosen thresholds.
@@ -639,6 +640,13 @@ def reusable_dev_predictions(run_dir: Path) -> tuple[Path | None, str]:
         why = check_record(rec, rec.get("key", ""), root)
         if why or record_token(rec) != token:
             return None, f"{dep}: {why}" if why else f"{dep} was redone after the run's predictions were made"
+    cfg = load_params(run_dir / "params.yaml")
+    paths = RunPaths.for_run(cfg.run_id, root)
+    st = next(s for s in stages_for(cfg) if s.name == "predict")
+    nb = notebooks / st.notebook
+    key = stage_key(nb, st.params(cfg, paths), [f"{d}={t}" for d, t in pred["upstream"].items()], code_key(nb, package))
+    if key != pred["key"]:
+        return None, "the run's predict stage is not current (its params, notebook or library code changed)"
     for rel, digest in sorted(pred["outputs"].items()):
         p = Path(rel)
         if p.name == "predictions_dev.jsonl" or (p.name == "predictions.jsonl" and p.parent.name == "dev"):
@@ -662,7 +670,7 @@ def _external_plan(cfg: StudyConfig, run_dir: Path, data_file: Path, out: Path, 
 
 def evaluate_external(run_dir: Path, data_file: Path, out: Path | None = None, kernel: str = KERNEL,
                       log: Callable[[str], None] = print, overwrite: bool = False, rescore_dev: bool = False,
-                      notebooks: Path = NOTEBOOKS) -> Path:
+                      notebooks: Path = NOTEBOOKS, package: Path = PACKAGE) -> Path:
     """Evaluate every configuration of a trained run on a spec-format JSONL (no split needed).
 
     Reuses the predict / evaluate / report notebooks with ``data_file`` set. The run's own dev
@@ -684,7 +692,7 @@ def evaluate_external(run_dir: Path, data_file: Path, out: Path | None = None, k
                       {"data_file": str(data_file), "sha256": digest, "run_dir": str(run_dir)})
     kernel = ensure_kernel(kernel)
     with run_lock(run_dir, shared=True):  # the run's models must not change under us
-        dev_rows, why = (None, "--rescore-dev") if rescore_dev else reusable_dev_predictions(run_dir)
+        dev_rows, why = (None, "--rescore-dev") if rescore_dev else reusable_dev_predictions(run_dir, notebooks, package)
         if dev_rows is not None and "dev_predictions" not in declared_parameters(notebooks / "05_predict.ipynb"):
             dev_rows, why = None, "notebook 05 has no dev_predictions parameter"
         log(f"dev predictions: {'reusing ' + str(dev_rows) if dev_rows else 'scoring dev again (' + why + ')'}")

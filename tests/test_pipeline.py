@@ -272,11 +272,13 @@ def test_seeds_run_concurrently_as_separate_runs(tmp_path):
 def test_evaluate_refuses_to_overwrite_and_reuses_dev(study, tmp_path):
     params, paths, nbs, run = study
     run()
-    assert reusable_dev_predictions(paths.run_dir)[0] == paths.run_dir / "eval" / "test" / "predictions_dev.jsonl"
+    pkg = tmp_path / "pkg" / "specact"
+    reuse = lambda: reusable_dev_predictions(paths.run_dir, nbs, pkg)  # noqa: E731
+    assert reuse()[0] == paths.run_dir / "eval" / "test" / "predictions_dev.jsonl"
     data = tmp_path / "a" / "ext.jsonl"
     data.parent.mkdir()
     shutil.copy(_valid_jsonl(data), data)
-    ev = lambda out=None, **kw: evaluate_external(paths.run_dir, data, out, notebooks=nbs, log=lambda m: None, **kw)  # noqa: E731
+    ev = lambda out=None, **kw: evaluate_external(paths.run_dir, data, out, notebooks=nbs, package=pkg, log=lambda m: None, **kw)  # noqa: E731
     for bad in (paths.report_dir, paths.run_dir / "x", tmp_path / "runs"):
         with pytest.raises(OutputExistsError, match="the study's own"):
             ev(bad)
@@ -286,7 +288,7 @@ def test_evaluate_refuses_to_overwrite_and_reuses_dev(study, tmp_path):
     other = tmp_path / "b" / "ext.jsonl"  # same stem, other content: its own default output
     other.parent.mkdir()
     other.write_text(data.read_text().splitlines()[0] + "\n")
-    assert evaluate_external(paths.run_dir, other, notebooks=nbs, log=lambda m: None) != out
+    assert evaluate_external(paths.run_dir, other, notebooks=nbs, package=pkg, log=lambda m: None) != out
     with pytest.raises(OutputExistsError, match="not empty; pass --overwrite"):
         ev()
     (out / "stale.txt").write_text("old")
@@ -297,8 +299,11 @@ def test_evaluate_refuses_to_overwrite_and_reuses_dev(study, tmp_path):
     (foreign / "notes.txt").write_text("keep")
     with pytest.raises(OutputExistsError, match="not written by `specact evaluate`"):
         ev(foreign, overwrite=True)
+    with open(pkg / "chat_template.jinja", "a") as fh:  # the package changed: the old rows may not be today's
+        fh.write("\n")
+    assert reuse() == (None, "the run's predict stage is not current (its params, notebook or library code changed)")
     (paths.run_dir / "strong" / "model.txt").write_text("retrained")
-    assert reusable_dev_predictions(paths.run_dir) == (None, "train_strong: artifact runs/toy/strong/model.txt changed since the stage wrote it")
+    assert reuse() == (None, "train_strong: artifact runs/toy/strong/model.txt changed since the stage wrote it")
 
 
 def _valid_jsonl(dest):
