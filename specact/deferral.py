@@ -16,7 +16,7 @@ import pandas as pd
 from specact.config import EvalConfig
 from specact.configurations import CONFIGURATIONS, NAMES, SIGNALS, THRESHOLDED
 from specact.predictions import Steps, finite
-from specact.thresholds import ThresholdChoice, choose, operating_parts, prices
+from specact.thresholds import ThresholdChoice, choose, has_signal, operating_parts, prices
 
 METRICS = ("correct", "strict", "tool_name_correct", "call_exact")
 
@@ -173,10 +173,13 @@ def _assemble(s: Steps, name, w, out, prop, fb, nominal, flops, secs, meta, thre
 
 
 def available(preds, name: str) -> bool:
-    """Whether the rows carry every role configuration ``name`` needs (A_frozen, linear are optional)."""
+    """Whether the rows carry every role configuration ``name`` needs (A_frozen, linear are optional)
+    and, for a thresholded one, at least one of its signals (D_conf needs the proposer's logp)."""
     s, conf = Steps(preds), CONFIGURATIONS[name]
     need = {conf.source if conf.source != "candidates" else "cheap"} | ({conf.fallback} if conf.fallback else set())
-    return need <= set(s.role)
+    if not need <= set(s.role):
+        return False
+    return conf.accept != "threshold" or any(has_signal(s, name, sig, EvalConfig()) for sig in conf.signals)
 
 
 def run_all(dev_preds, eval_preds, roles: dict, eval_cfg: EvalConfig | None = None, configs=NAMES,
@@ -232,8 +235,6 @@ def random_curve(preds, roles: dict | None, cfg: EvalConfig | None, name: str, s
                  rates=np.linspace(0, 1, 21)) -> pd.DataFrame:
     """Random acceptance at each rate with ``name``'s cost terms: the curve a signal must beat
     (expected accuracy p x proposal + (1 - p) x strong, same per-step charges)."""
-    from specact.thresholds import operating_parts, prices
-
     cfg = cfg or EvalConfig()
     s = Steps(preds, roles)
     part, strong, price = operating_parts(s, name, cfg, signal), s.need("strong"), prices(s, cfg)

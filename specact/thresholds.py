@@ -105,7 +105,7 @@ def choose(dev_preds, name: str, cfg: EvalConfig | None = None, judge: str = "ty
         raise ValueError(f"{name!r} has no threshold; thresholded: {list(THRESHOLDED)}")
     s = Steps(dev_preds)
     key = "correct" if judge == "type" else "strict"
-    options = [sig for sig in CONFIGURATIONS[name].signals if _available(s, name, sig, cfg)]
+    options = [sig for sig in CONFIGURATIONS[name].signals if has_signal(s, name, sig, cfg)]
     if not options:
         raise KeyError(f"{name}: the dev rows carry none of the signals {CONFIGURATIONS[name].signals}")
     picks = []
@@ -124,7 +124,8 @@ def choose(dev_preds, name: str, cfg: EvalConfig | None = None, judge: str = "ty
     return choice
 
 
-def _available(s: Steps, name: str, signal: str, cfg: EvalConfig) -> bool:
+def has_signal(s: Steps, name: str, signal: str, cfg: EvalConfig) -> bool:
+    """Whether the rows give ``name`` a finite score under ``signal``."""
     try:
         part = operating_parts(s, name, cfg, signal)
     except KeyError:

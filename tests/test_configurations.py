@@ -290,3 +290,12 @@ def test_step_results_round_trip(syn, tmp_path):
     back = StepResults.load(tmp_path / "B")
     assert back.name == "B" and back.accuracy == r.accuracy and back.summary()["nominal_cost"] == pytest.approx(0.15)
     assert "NaN" not in (tmp_path / "B" / "metrics.json").read_text()
+
+
+def test_d_conf_unavailable_without_the_proposers_logp(syn):
+    from specact.deferral import available
+
+    _, test, roles = syn
+    no_logp = [dict(r, cheap={k: v for k, v in r["cheap"].items() if k != "logp"}) for r in test]
+    assert available(test, "D_conf") and not available(no_logp, "D_conf") and available(no_logp, "D")
+    assert "D_conf" not in run_all(no_logp, no_logp, roles, CFG)[0]
