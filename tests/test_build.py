@@ -186,7 +186,11 @@ def test_verifier_pairs_have_both_classes_and_the_confusion_kinds(dd):
     rows = build.make_verifier_pairs(recs, negatives_per_positive=3, seed=0)
     assert Counter(r["accept"] for r in rows)[1] == len(recs)
     kinds = Counter(r["kind"] for r in rows)
-    for k in ("gold", "confusion:read_for_write", "confusion:write_for_read", "confusion:wrong_tool",
+    # a wrong tool of the right type is right under the study's type-only judge (specact.judge), so it is a
+    # negative only under the strict judge
+    strict = Counter(r["kind"] for r in build.make_verifier_pairs(recs, negatives_per_positive=3, seed=0, judge="strict"))
+    assert strict["confusion:wrong_tool"] > 0 and kinds["confusion:wrong_tool"] == 0
+    for k in ("gold", "confusion:read_for_write", "confusion:write_for_read",
               "confusion:answer_for_clarification", "confusion:tool_call_for_retrieval", "confusion:retrieval_for_tool_call",
               "confusion:retry_for_repair", "confusion:answer_for_verifier", "confusion:verifier_for_answer",
               "confusion:answer_for_blocked", "confusion:act_for_blocked"):
@@ -231,7 +235,7 @@ def test_crossfit_pairs_and_dataset(dd):
     with pytest.raises(KeyError):
         build.crossfit_pairs(recs, [{"id": "nope", "label": "tool_call", "call": None}])
     vp = build.verifier_pairs_dataset({"train": recs, "dev": recs[:5]}, 1, seed=0, crossfit=preds)
-    assert set(vp) == {"train", "dev"} and vp["train"].column_names == ["id", "record", "label", "call", "accept", "kind"]
+    assert set(vp) == {"train", "dev"} and vp["train"].column_names == ["id", "record", "label", "call", "accept", "kind", "logp", "weight"]
     assert sum(vp["train"]["accept"]) == 20 + 10 and "crossfit" in set(vp["train"]["kind"])
 
 
