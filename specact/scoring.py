@@ -182,14 +182,15 @@ def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int
 
 
 def score_labels(model, tokenizer, records: list[dict], prompt_cfg: PromptConfig | None = None,
-                 batch_size: int = 16, quiet: bool = False) -> dict:
+                 batch_size: int = 16, quiet: bool = False, prompts: list[list[int]] | None = None) -> dict:
     """Per-record log-probabilities of the nine labels (columns in ``LABELS`` order).
 
     Returns ``{logp: [n, 9] float64, prompt_tokens: [n] int, seconds: float}``; ``logp`` is
     unnormalised over the nine (their mass need not sum to one); argmax is the prediction.
+    ``prompts``: the records' ``prompt_ids`` when the caller already has them.
     """
     t0 = time.perf_counter()
-    prompts = [prompt_ids(tokenizer, r, prompt_cfg) for r in records]
+    prompts = prompts if prompts is not None else [prompt_ids(tokenizer, r, prompt_cfg) for r in records]
     logp = score_prompt_ids(model, tokenizer, prompts, batch_size, quiet)
     return {"logp": logp, "prompt_tokens": np.array([len(p) for p in prompts]), "seconds": time.perf_counter() - t0}
 
@@ -261,12 +262,14 @@ def _generate_batch(model, tokenizer, seqs: list[list[int]], pad: int, max_new_t
 
 @torch.inference_mode()
 def generate_calls(model, tokenizer, records: list[dict], labels: list[str], prompt_cfg: PromptConfig | None = None,
-                   max_new_tokens: int = 64, batch_size: int = 16, quiet: bool = False, stop_early: bool = True) -> dict:
+                   max_new_tokens: int = 64, batch_size: int = 16, quiet: bool = False, stop_early: bool = True,
+                   prompts: list[list[int]] | None = None) -> dict:
     """Greedy call generation after ``label + "\\n"`` for records whose label uses a tool.
 
     Rows of similar prompt length are batched across decision points; each stops as soon as its
     call is settled (:class:`CallStop`; ``stop_early=False``: at eos or the budget only, the
-    behaviour before it, kept for the benchmark's baseline).
+    behaviour before it, kept for the benchmark's baseline). ``prompts``: the records' ``prompt_ids``
+    when the caller already has them.
     Returns ``{calls: [dict | None], gen_tokens: [n] int (0 where nothing was generated), seconds}``.
     """
     t0 = time.perf_counter()
@@ -276,7 +279,8 @@ def generate_calls(model, tokenizer, records: list[dict], labels: list[str], pro
     todo = [i for i in range(n) if labels[i] in LABELS and uses_tool(labels[i])]
     conts = dict(zip(LABELS, _continuations(tokenizer)))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    seqs = {i: prompt_ids(tokenizer, records[i], prompt_cfg) + list(conts[labels[i]]) for i in todo}
+    seqs = {i: (prompts[i] if prompts is not None else prompt_ids(tokenizer, records[i], prompt_cfg)) + list(conts[labels[i]])
+            for i in todo}
     todo.sort(key=lambda i: len(seqs[i]))
     eos = tokenizer.eos_token_id  # the completion format ends with eos (trl appends it in training)
     for s in _batches(len(todo), batch_size, "generate calls", quiet):
@@ -372,18 +376,22 @@ def verifier_scores(model, tokenizer, records: list[dict], proposals: list[tuple
 
 
 def predict_role(model, tokenizer, records: list[dict], prompt_cfg: PromptConfig | None = None, batch_size: int = 16,
-                 generate: bool = True, max_new_tokens: int = 64, quiet: bool = False, stop_early: bool = True) -> list[dict]:
+                 generate: bool = True, max_new_tokens: int = 64, quiet: bool = False, stop_early: bool = True,
+                 prompts: list[list[int]] | None = None) -> list[dict]:
     """One role's per-step predictions (DESIGN.md): ``{logp, pred, call, prompt_tokens, gen_tokens, seconds}``.
 
     ``seconds`` splits the measured wall time evenly: the batched scoring over all records, the
-    generation over the records that generated a call.
+    generation over the records that generated a call. Prompts are tokenized once for both (or
+    taken from ``prompts``: roles that share a tokenizer share them).
     """
-    res = score_labels(model, tokenizer, records, prompt_cfg, batch_size, quiet)
+    if prompts is None:
+        prompts = [prompt_ids(tokenizer, r, prompt_cfg) for r in records]
+    res = score_labels(model, tokenizer, records, prompt_cfg, batch_size, quiet, prompts)
     preds = [LABELS[j] for j in res["logp"].argmax(1)]
     n = max(len(records), 1)
     gen = {"calls": [None] * len(records), "gen_tokens": np.zeros(len(records), dtype=int), "seconds": 0.0}
     if generate:
-        gen = generate_calls(model, tokenizer, records, preds, prompt_cfg, max_new_tokens, batch_size, quiet, stop_early)
+        gen = generate_calls(model, tokenizer, records, preds, prompt_cfg, max_new_tokens, batch_size, quiet, stop_early, prompts)
     n_gen = max(sum(uses_tool(p) for p in preds), 1)
     return [{"logp": res["logp"][i].tolist(), "pred": preds[i], "call": gen["calls"][i],
              "prompt_tokens": int(res["prompt_tokens"][i]), "gen_tokens": int(gen["gen_tokens"][i]),

@@ -105,6 +105,6 @@ def test_linear_role_rows_come_from_the_baseline_contract(roles, monkeypatch):
     from specact.prompts import render_prompt
 
     assert pipe == "pipe" and seen["fit"] == (4, render_prompt(tok, recs[0], PROMPT))
-    rows = ev.predict(recs, roles, EvalConfig(n_samples=0, batch_size=4, max_new_tokens=4), PROMPT, quiet=True, linear=pipe)
+    rows = ev.predict(recs, roles, EvalConfig(n_samples=1, batch_size=4, max_new_tokens=4), PROMPT, quiet=True, linear=pipe)
     assert all(r["linear"]["pred"] == LABELS[2] and len(r["linear"]["logp"]) == 9 for r in rows)
     assert ev.role_table(rows).loc["linear", "accuracy"] == np.mean([r["label"] == LABELS[2] for r in rows])
