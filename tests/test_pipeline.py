@@ -353,3 +353,21 @@ def test_ctrl_c_stops_with_one_line_and_no_kernel_traceback(tmp_path):
     assert proc.returncode == 130
     assert lines == ["stage train_strong interrupted; rerun the same command to resume (finished stages are kept)"]
     assert not (paths.run_dir / "stages" / "train_strong.json").exists()
+
+
+@pytest.mark.parametrize("error, rc", [
+    (StageError("stage train_strong failed: RuntimeError: planted failure (executed notebook: reports/x/04_train_strong.ipynb)"), 1),
+    (RunLockedError("run directory runs/x is in use by another specact process (pid 42); wait"), 2),
+])
+def test_cli_prints_what_failed(monkeypatch, capsys, error, rc):
+    import specact.pipeline as pipeline
+    from specact.__main__ import main
+
+    def fail(*a, **k):
+        raise error
+
+    monkeypatch.setattr(pipeline, "run_study", fail)
+    assert main(["run", "params/smoke.yaml"]) == rc
+    assert str(error) in capsys.readouterr().err
+    assert main(["run", "params/smoke.yaml", "--jobs", "2"]) == 2  # --jobs runs seeds side by side: needs --seeds
+    assert "--jobs needs --seeds" in capsys.readouterr().err
