@@ -123,7 +123,8 @@ def stages_for(cfg: StudyConfig) -> list[Stage]:
         out.append(Stage(
             f"eval_{conf}", "06_evaluate.ipynb", ("predict",),
             lambda c, p, conf=conf: {"run_dir": str(p.run_dir), "seed": c.seed, **to_dict(c.eval), "configuration": conf, "eval_dir": eval_dir(p)},
-            lambda c, p, conf=conf: [Output(p.run_dir / "eval", f"**/{conf}")],
+            # optional: a configuration whose role the predictions lack (e.g. no linear baseline) writes nothing
+            lambda c, p, conf=conf: [Output(p.run_dir / "eval", f"**/{conf}", required=False)],
         ))
     out.append(Stage(
         "report", "07_report.ipynb", tuple(f"eval_{c}" for c in cfg.configurations),
