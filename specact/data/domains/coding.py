@@ -105,6 +105,9 @@ def _edit_and_verify(t, r, s, *, first_edit=True):
         t.call("edit_file", {"path": s["path"], "old_text": s["old"], "new_text": s["new"]}, {"ok": True, "replacements": 1}, fix=True)
     else:
         t.call("edit_file", {"path": s["path"], "old_text": s["old"], "new_text": s["new"]}, {"ok": True, "replacements": 1})
+    if r.random() < 0.3:  # re-read the edited lines before running anything: a write's success is not always followed by a check
+        t.call("read_file", {"path": s["path"], "start_line": 6, "end_line": 7},
+               {"path": s["path"], "content": f"def {s['func']}(*args, **kwargs):\n    {s['new']}\n", "lines": 2})
     if r.random() < 0.5:
         err, old2, new2 = s["second"]
         _check(t, r, s, _failed(r, s, err), fails=True)
@@ -267,11 +270,11 @@ def blocked(t, r):
 
 
 DOMAIN = Domain("coding", SYSTEMS, TOOLS, {
-    "bugfix": Path(bugfix, 3.0, r"^(verifier )?(file_read )+(file_write (verifier )?|file_write repair )(verifier (file_read )?repair )?verifier (verifier )?final_answer (tool_call final_answer )?$"),
-    "direct_edit": Path(direct_edit, 1.5, r"^(file_write |file_write repair )(verifier (file_read )?repair )?verifier (verifier )?final_answer $"),
+    "bugfix": Path(bugfix, 3.0, r"^(verifier )?(file_read )+(file_write (verifier )?|file_write repair )(file_read )?(verifier (file_read )?repair )?verifier (verifier )?final_answer (tool_call final_answer )?$"),
+    "direct_edit": Path(direct_edit, 1.5, r"^(file_write |file_write repair )(file_read )?(verifier (file_read )?repair )?verifier (verifier )?final_answer $"),
     "explain": Path(explain, 1.2, r"^file_read (file_read )?final_answer $"),
     "new_module": Path(new_module, 1.2, r"^(file_read )?file_write file_write (verifier repair )?verifier final_answer $"),
-    "vague": Path(vague, 1.2, r"^ask_clarification file_read (file_write |file_write repair )(verifier (file_read )?repair )?verifier (verifier )?final_answer $"),
+    "vague": Path(vague, 1.2, r"^ask_clarification file_read (file_write |file_write repair )(file_read )?(verifier (file_read )?repair )?verifier (verifier )?final_answer $"),
     "docs": Path(docs, 0.8, r"^retrieval final_answer $"),
     "install": Path(install, 0.8, r"^(tool_call |tool_call repair )verifier final_answer $"),
     "bad_test_path": Path(bad_test_path, 0.8, r"^verifier (file_read )?repair final_answer $"),
