@@ -37,6 +37,23 @@ def _split_tables(res: dict) -> dict[str, list[dict]]:
     return per_split or {res.get("main_split", "test"): tables.get("configurations", [])}
 
 
+def _signals(tables: dict) -> tuple[dict, dict]:
+    """From the eval stage's deferral-signal tables (``signals_<split>``): per split, each configuration's
+    first curve (APGR, measured cost to 50/80/95% of A) and the learned verifier's AUROC."""
+    curves, aucs = {}, {}
+    for key, rows in tables.items():
+        if not key.startswith("signals_"):
+            continue
+        split = key.removeprefix("signals_")
+        for r in rows:
+            if r.get("config") and r["config"] not in curves.setdefault(split, {}):
+                curves[split][r["config"]] = {"apgr": r.get("apgr"), **{f"{k}pct": v for k, v in r.items()
+                                                                        if k.startswith("cost_to_")}}
+            elif not r.get("config") and r.get("signal") == "verifier":
+                aucs[split] = {"auroc": r.get("auroc"), "low": r.get("auroc_low"), "high": r.get("auroc_high")}
+    return curves, aucs
+
+
 def load_results(path: str | Path) -> pd.DataFrame:
     """One run's results as a DataFrame: one row per split and configuration, with accuracy and
     its 95% interval, nominal and measured cost, accept rate and precision, McNemar p vs A and B,
@@ -51,15 +68,16 @@ def load_results(path: str | Path) -> pd.DataFrame:
     auc = ((res.get("verifier") or {}).get("auroc")) or {}
     main = res.get("main_split", "test")
     names = res.get("descriptions") or {}
+    curves, signal_auc = _signals(res.get("tables", {}))
     rows = []
     for split, table in _split_tables(res).items():
         for r in table:
             row = {"run": run, "split": split, "config": r["config"], "description": names.get(r["config"]),
                    **{m: r.get(m) for m in MEASURES}}
-            fr = frontier.get(r["config"], {}) if split == main else {}
+            fr = curves.get(split, {}).get(r["config"]) or (frontier.get(r["config"], {}) if split == main else {})
             if "apgr" in fr:  # older reports measured cost_to_* against the best point, not A: left out
                 row.update({k: v for k, v in fr.items() if k == "apgr" or k.startswith("cost_to_")})
-            a = auc if split == main else {}
+            a = signal_auc.get(split) or (auc if split == main else {})
             row.update(verifier_auroc=a.get("auroc"), verifier_auroc_lo=a.get("low"), verifier_auroc_hi=a.get("high"))
             rows.append(row)
     df = pd.DataFrame(rows)
@@ -93,7 +111,7 @@ def compare_table(df: pd.DataFrame, split: str | None = None) -> pd.DataFrame:
     if "apgr" in d and d["apgr"].notna().any():
         out["APGR"] = [_f(v, 2) for v in d["apgr"].astype(float)]
         if "cost_to_80pct" in d:
-            out["cost to 80% of B→A"] = [_f(v, 2) for v in d["cost_to_80pct"].astype(float)]
+            out["measured cost to 80% of A"] = [_f(v, 2) for v in d["cost_to_80pct"].astype(float)]
     if d["verifier_auroc"].notna().any():
         out["verifier AUROC (D)"] = [f"{a:.2f} [{_f(lo, 2)}, {_f(hi, 2)}]" if c == "D" and np.isfinite(a) else "" for a, lo, hi, c in
                                      zip(*(d[k].astype(float) for k in ("verifier_auroc", "verifier_auroc_lo", "verifier_auroc_hi")), d["config"])]

@@ -28,10 +28,9 @@ from specact.actions import LABELS
 from specact.cascade import StepResults, pareto_hull
 
 from specact.stats import (
+    CI,
     add_baseline_ratios,
     bootstrap_ci,
-    cost_to_reach,
-    frontier_auc,
     macro_f1,
     mcnemar,
     paired_bootstrap_diff,
@@ -94,7 +93,12 @@ def load_split(split_dir: str | Path) -> dict[str, StepResults]:
 
     d = Path(split_dir)
     names = [c.name for c in sorted(d.iterdir()) if (c / "metrics.json").is_file() and (c / "steps.jsonl").is_file()]
-    return {n: load_steps(d / n) for n in _ordered(names)}
+    out = {n: load_steps(d / n) for n in _ordered(names)}
+    for n, res in out.items():  # the eval stage's intervals (over scenario groups) and dev choice
+        extra = d / n / "extra.json"
+        if extra.is_file():
+            res.meta = {**(res.meta or {}), "extra": json.loads(extra.read_text())}
+    return out
 
 
 def prediction_rows(eval_dir: str | Path, split: str) -> list[dict]:
@@ -180,7 +184,9 @@ def config_table(results: dict[str, StepResults], base: dict | None = None, n_re
     for name in _ordered(results):
         r = results[name]
         s, summ = r.steps, r.summary()
-        acc = bootstrap_ci(s["correct"].astype(float).to_numpy(), n_resamples=n_resamples, seed=seed)
+        saved = ((r.meta or {}).get("extra") or {}).get("accuracy_ci")  # 06's interval over scenario groups
+        acc = (CI(saved["estimate"], saved["low"], saved["high"]) if saved else
+               bootstrap_ci(s["correct"].astype(float).to_numpy(), n_resamples=n_resamples, seed=seed))
         cost = bootstrap_ci(s["nominal_cost"].to_numpy(float), n_resamples=n_resamples, seed=seed)
         defined = s["pred"].notna().all()  # random in expectation has no single action per step
         row = {**summ, "accuracy_lo": acc.low, "accuracy_hi": acc.high,
@@ -247,33 +253,50 @@ def headline_table(table: pd.DataFrame, ood: pd.DataFrame | None = None, names: 
     return out
 
 
-def frontier_summary(table: pd.DataFrame, sweeps: dict[str, pd.DataFrame], fractions=(0.5, 0.8, 0.95)) -> pd.DataFrame:
-    """Per threshold sweep (D, E, ...): APGR and the nominal cost of closing 50/80/95% of B→A.
+def frontier_summary(table: pd.DataFrame, sweeps: dict[str, pd.DataFrame], shares=(0.5, 0.8, 0.95)) -> pd.DataFrame:
+    """Per threshold sweep: APGR (:func:`specact.stats.apgr`, RouteLLM's average performance gap
+    recovered over the share of steps sent to the strong model, B = 0, A = 1) and the measured cost
+    of the cheapest threshold reaching 50/80/95% of A's accuracy (:func:`specact.stats.cost_to_share`).
+    Empty without A and B."""
+    from specact.stats import apgr, cost_to_share
 
-    APGR (average performance gap recovered) is the mean, over nominal costs from B's to A's,
-    of the best accuracy any threshold reaches at that cost (A and B's points included), as a
-    share of the gap from B's accuracy (0) to A's (1). NaN where A or B is missing.
-    """
     t = table.set_index("config")
     if not ({"A", "B"} <= set(t.index)) or not sweeps:
         return pd.DataFrame()
-    lo, hi = t.loc["B", "nominal_cost"], t.loc["A", "nominal_cost"]
     acc_b, acc_a = t.loc["B", "accuracy"], t.loc["A", "accuracy"]
-    pts = t.loc[["A", "B"], ["nominal_cost", "accuracy"]]
     rows = []
     for name, sw in sweeps.items():
-        curve = pd.concat([sw[["nominal_cost", "accuracy"]], pts])
-        mean_best = frontier_auc(curve, lo, hi)
-        gap = acc_a - acc_b
-        row = {"config": name, "mean_best_accuracy": mean_best,
-               "apgr": (mean_best - acc_b) / gap if abs(gap) > 1e-12 else np.nan}
-        row.update({f"cost_to_{int(100 * f)}pct": cost_to_reach(curve, f, acc_b, acc_a) for f in fractions})
+        row = {"config": name, "apgr": apgr(sw.assign(strong_share=1 - sw["accept_rate"]), acc_b, acc_a)}
+        row.update({f"cost_to_{round(100 * k)}pct": v for k, v in cost_to_share(sw, acc_a, shares).items()})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-READABLE = {"apgr": "APGR", "mean_best_accuracy": "mean best accuracy", "cost_to_50pct": "cost to 50% of B→A",
-            "cost_to_80pct": "cost to 80% of B→A", "cost_to_95pct": "cost to 95% of B→A", "n": "steps"}
+def load_signals(split_dir: str | Path) -> pd.DataFrame | None:
+    """The deferral signals the eval stage compared on this split (``signals.csv``), if any."""
+    f = Path(split_dir) / "signals.csv"
+    return pd.read_csv(f) if f.is_file() else None
+
+
+def signals_tables(sig: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For reading: (AUROC of each signal with its interval; each thresholded curve's APGR and
+    measured cost to reach 50/80/95% of A, beside random acceptance at the same prices)."""
+    is_curve = sig["config"].fillna("").astype(str) != ""
+    a = sig[~is_curve]
+    auroc = pd.DataFrame({"signal": a["signal"], "AUROC [95% CI]": [
+        "–" if _nan(x) else f"{x:.2f} [{_f(lo, 2)}, {_f(hi, 2)}]" for x, lo, hi in zip(a["auroc"], a["auroc_low"], a["auroc_high"])]})
+    c = sig[is_curve]
+    curves = pd.DataFrame({"configuration (signal)": [f"{n} ({g})" for n, g in zip(c["config"], c["signal"])],
+                           "APGR": [_f(v, 2) for v in c["apgr"]], "APGR, random": [_f(v, 2) for v in c.get("apgr_random", np.nan)]})
+    for k in (50, 80, 95):
+        if f"cost_to_{k}" in c:
+            curves[f"cost to {k}% of A"] = [_f(v, 2) for v in c[f"cost_to_{k}"]]
+            curves[f"random: {k}%"] = [_f(v, 2) for v in c.get(f"random_cost_to_{k}", np.nan)]
+    return auroc.reset_index(drop=True), curves.reset_index(drop=True)
+
+
+READABLE = {"apgr": "APGR", "cost_to_50pct": "measured cost to 50% of A", "cost_to_80pct": "measured cost to 80% of A",
+            "cost_to_95pct": "measured cost to 95% of A", "n": "steps"}
 
 
 def appendix_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -679,7 +702,7 @@ def publish(executed_nb: str | Path, out_dir: str | Path, hide_tag: str = "hide"
 
 TERMS = (
     "**Accuracy**: share of evaluated steps whose final action type equals the gold type. "
-    "**95% interval**: percentile bootstrap over steps (Wilson interval per source). "
+    "**95% interval**: bootstrap over scenario groups where the eval stage computed one, else over steps (Wilson interval per source). "
     "**Accept rate**: share of steps whose cheap proposal is kept; **accept precision**: share of kept proposals that are right. "
     "**Nominal cost**: calls charged per step (strong 1.00, cheap and verifier at their `eval.cost_*` prices); "
     "**measured cost**: FLOPs of the tokens each call processed, A = 1. "

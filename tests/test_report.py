@@ -13,7 +13,7 @@ import specact.evaluate as ev
 from specact import report
 from specact.compare import compare, compare_table, load_results
 from specact.config import EvalConfig
-from specact.deferral import run_all
+from specact.deferral import run_all, signal_report
 from specact.pipeline import NOTEBOOKS
 from specact.stats import reliability
 
@@ -103,6 +103,7 @@ def make_eval(root, n=90, splits=(("test", 0, 0.6), ("ood", 2, 0.45))):
         d = root / "eval" / split
         for name, res in run_all(dev, rows, roles, EvalConfig())[0].items():
             ev.save_steps(res, d / name)
+        signal_report(rows, roles, EvalConfig(), B, 0).to_csv(d / "signals.csv", index=False)  # as 06's D notebook does
         ev.write_rows(rows, d / "predictions.jsonl")
         (d / "roles.json").write_text(json.dumps(roles))
     (root / "params.yaml").write_text(f"run_id: {root.name}\nseed: 0\n")
@@ -152,7 +153,8 @@ def test_rendered_report_headline_and_provenance(rendered):
     assert PROVENANCE_KEYS <= set(res["provenance"])
     assert res["provenance"]["params"]["run_id"] == "smoke_a" and res["provenance"]["stages"]["predict"]["seconds"] == 12.5
     assert res["provenance"]["packages"]["torch"] and res["provenance"]["device"]["cpu"]
-    assert {"configurations_test", "configurations_ood"} <= set(res["tables"])
+    assert {"configurations_test", "configurations_ood", "signals_test"} <= set(res["tables"])
+    assert "Table 2. Gap recovered by each deferral signal" in md and "Table 2b. AUROC" in md
 
 
 def test_compare_two_runs(rendered, tmp_path):
@@ -168,6 +170,10 @@ def test_compare_two_runs(rendered, tmp_path):
     assert per.size().to_dict() == {"smoke_a": n_configs, "smoke_b": n_configs - 1} and (per.nunique() == per.size()).all()
     one = load_results(rendered)
     assert set(one["split"]) == {"test", "ood"} and one["accuracy"].between(0, 1).all()
+    sig = pd.DataFrame(res["tables"]["signals_test"])
+    d_row = one[(one["split"] == "test") & (one["config"] == "D")].iloc[0]
+    assert d_row["apgr"] == pytest.approx(sig[sig["config"] == "D"]["apgr"].iloc[0])  # the eval stage's APGR
+    assert d_row["verifier_auroc"] == pytest.approx(sig[sig["signal"] == "verifier"]["auroc"].iloc[0])
     shown = compare_table(df, split="test")
     assert len(shown) == 2 * n_configs - 1 and shown["accuracy [95% CI]"].str.contains("%").all()
 
