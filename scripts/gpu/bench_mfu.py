@@ -1,6 +1,6 @@
 """Training throughput and model FLOPs utilisation (MFU) of a role, per batching setting (not a test).
 
-    python scripts/gpu/bench_mfu.py --model .weights/smollm2-135m-instruct --steps 30 \
+    python -m scripts.gpu.bench_mfu --model .weights/smollm2-135m-instruct --steps 30 \
         --variants lora:grouped:16 lora:flat:16 full:flat:16 full:flat:16:liger
 
 Trains through the study's own path (``specact.train._train_sft``: trl SFTTrainer, completion-only
@@ -29,7 +29,7 @@ The common ``6 x params`` convention is printed beside it.
 ``--config`` measures a wider model of the same trainer with random weights (the paper-scale
 shapes cannot be downloaded here): e.g. Qwen3-1.7B's, with the SmolLM2 tokenizer,
 
-    python scripts/gpu/bench_mfu.py --tokenizer .weights/smollm2-tokenizer --config \
+    python -m scripts.gpu.bench_mfu --tokenizer .weights/smollm2-tokenizer --config \
         '{"hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28, "num_attention_heads": 16,
           "num_key_value_heads": 8, "head_dim": 128, "tie_word_embeddings": true}' --variants lora:flat:8:nodrop:compile
 """
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,11 +45,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from specact.config import DataConfig, ModelSpec, TrainConfig  # noqa: E402
-from specact.prompts import PromptConfig  # noqa: E402
-from benchmarks.bench_scoring import matmul_rate  # noqa: E402  (the same measurement the scoring floor uses)
+from specact.config import DataConfig, ModelSpec, TrainConfig
+from specact.prompts import PromptConfig
+from benchmarks.bench_scoring import matmul_rate  # the same measurement the scoring floor uses
 
 
 def emit(**kw):

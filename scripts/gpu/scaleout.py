@@ -1,6 +1,6 @@
 """Data-parallel scale-out check: one role trained on 1 and on N GPUs through ``accelerate launch``.
 
-    python scripts/gpu/scaleout.py --params params/gpu.yaml --role strong --steps 40 --processes 1 2
+    python -m scripts.gpu.scaleout --params params/gpu.yaml --role strong --steps 40 --processes 1 2
 
 Trains the role exactly as its notebook does (``specact.train.train_sft`` with the profile's
 settings; ``num_processes > 1`` re-launches it under ``accelerate launch``), on the same
@@ -13,14 +13,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def emit(**kw):
