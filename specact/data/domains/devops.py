@@ -59,6 +59,8 @@ def incident(t, r, svc=None, issue=None):
         t.call("edit_file", {"path": cfg, "old_text": slip, "new_text": good}, {"ok": True}, fix=True)
     else:
         t.call("edit_file", {"path": cfg, "old_text": bad, "new_text": good}, {"ok": True})
+    if r.random() < 0.3:  # look at the edited file once more before validating (a write is not always followed by a check)
+        t.call("read_file", {"path": cfg}, {"path": cfg, "content": f"# {svc}\n...\n{good}\n..."})
     t.call("validate_config", {"path": cfg}, {"valid": True, "errors": []})
     t.call("restart_service", {"service": svc}, {"service": svc, "status": "rolling", "revision": r.randint(20, 90)})
     t.call("run_health_check", {"service": svc}, {"service": svc, "healthy": True, "checks": {"http": "ok", "db": "ok"}})
@@ -125,10 +127,10 @@ def blocked(t, r):
 
 
 DOMAIN = Domain("devops", SYSTEMS, TOOLS, {
-    "incident": Path(incident, 2.0, r"^retrieval retrieval file_read file_write (verifier repair )?verifier tool_call verifier final_answer $"),
+    "incident": Path(incident, 2.0, r"^retrieval retrieval file_read file_write (verifier repair )?(file_read )?verifier tool_call verifier final_answer $"),
     "scale": Path(scale, 1.2, r"^(tool_call (retrieval )?repair |tool_call )(final_answer )?verifier final_answer $"),
     "status": Path(status, 1.0, r"^retrieval (retrieval )?final_answer $"),
     "rollback": Path(rollback, 0.8, r"^retrieval ask_clarification (tool_call verifier )?final_answer $"),
-    "vague": Path(vague, 0.8, r"^ask_clarification retrieval retrieval file_read file_write (verifier repair )?verifier tool_call verifier final_answer $"),
+    "vague": Path(vague, 0.8, r"^ask_clarification retrieval retrieval file_read file_write (verifier repair )?(file_read )?verifier tool_call verifier final_answer $"),
     "blocked": Path(blocked, 0.8, r"^BLOCKED $"),
 })
