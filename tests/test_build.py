@@ -307,3 +307,18 @@ def test_near_duplicate_table_and_label_filtering(dd):
     assert list(table.index) == list(LABELS) and (table["dropped"] == 0).all()
     assert (table["collected"] >= table["after_step_cap"]).all() and table["collected"].sum() > table["after_step_cap"].sum()
     assert build.label_filtering(collected, capped[:-5], dd)["dropped"].sum() == -5  # a mismatch shows
+
+
+def test_smoke_profile_builds_every_split_in_seconds():
+    import time
+
+    from specact.config import load_params
+
+    smoke = load_params(build.Path(__file__).parents[1] / "params" / "smoke.yaml").data
+    t0 = time.perf_counter()
+    recs = build.build_records(smoke, seed=0)
+    assert time.perf_counter() - t0 < 10  # ~0.5 s here; generous for a loaded 2-core machine
+    assert set(recs) == {"train", "dev", "test", "ood"} and all(recs[s] for s in recs)
+    held = set(smoke.ood_domains)
+    assert all(build.domain_parts(build.domain_of(r)) & held for r in recs["ood"])
+    assert len({p for r in recs["ood"] for p in build.domain_parts(build.domain_of(r)) if p in held}) == len(held)
