@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out that an earlier evaluate wrote")
     e.add_argument("--rescore-dev", action="store_true", help="score the run's dev split again instead of reusing its predictions")
     e.add_argument("--kernel", default="specact")
+    c = sub.add_parser("compare", help="one table of several runs' results (accuracy, costs, APGR, verifier AUROC)")
+    c.add_argument("paths", nargs="+", metavar="RUN_OR_REPORT_DIR", help="reports/<id>, runs/<id> or a results.json")
+    c.add_argument("--out", default=None, help="also write compare.md / compare.html / compare.csv here")
+    c.add_argument("--html", action="store_true", help="print HTML instead of Markdown")
     return ap
 
 
@@ -64,6 +68,10 @@ def _dispatch(args) -> None:
             raise ParamsError("--jobs needs --seeds: the stages of one run depend on each other")
         else:
             run_study(args.params, **kw)
+    elif args.cmd == "compare":
+        from specact.compare import compare, write_compare
+
+        print(write_compare(compare(args.paths), args.out)["html" if args.html else "markdown"])
     else:
         from specact.pipeline import evaluate_external
 

@@ -195,3 +195,16 @@ def test_report_to_reaches_the_trainer_arguments(monkeypatch, tmp_path):
     monkeypatch.setattr(importlib.util, "find_spec", lambda m, *a: None if m.startswith("tensorboard") else real(m, *a))
     with pytest.warns(UserWarning, match="not installed"):
         assert tc.report_to("tensorboard") == "none"
+
+
+def test_compare_command(capsys, tmp_path):
+    """`specact compare` is wired into the CLI: Markdown on stdout, the three files with --out."""
+    from specact.__main__ import main
+    from specact.pipeline import REPO
+
+    published = REPO / "reports" / "published"
+    assert main(["compare", str(published / "2026-11-26-default"), str(published / "2026-11-26-gpu"), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| run | split | configuration |") and out.count("\n| ") == 16  # 8 configurations x 2 runs
+    assert {p.name for p in tmp_path.iterdir()} == {"compare.md", "compare.html", "compare.csv"}
+    assert main(["compare", str(tmp_path / "missing")]) == 2
