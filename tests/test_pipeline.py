@@ -349,8 +349,9 @@ def test_ctrl_c_stops_with_one_line_and_no_kernel_traceback(tmp_path):
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    lines = [ln for ln in err.splitlines() if "Kernel is running over TCP" not in ln]
-    assert proc.returncode == 130
+    # the kernel's own one-line log records ('[IPKernelApp] ...') may appear; tracebacks may not
+    lines = [ln for ln in err.splitlines() if not ln.startswith("[IPKernelApp]")]
+    assert proc.returncode == 130 and "Traceback" not in err
     assert lines == ["stage train_strong interrupted; rerun the same command to resume (finished stages are kept)"]
     assert not (paths.run_dir / "stages" / "train_strong.json").exists()
 
