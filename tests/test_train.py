@@ -279,3 +279,12 @@ def test_lora_inputs_uncast_under_autocast_same_loss_and_grads_fewer_copies(run_
     assert all(torch.equal(a, b) for a, b in zip(g0, g1))
     assert c1 < c0 - len(lora) // 2, (c0, c1)  # at least one copy fewer per adapter (A and B: 2 params each)
     assert all(m.cast_input_dtype_enabled for m in model.modules() if hasattr(m, "cast_input_dtype_enabled"))  # restored
+
+
+def test_sweep_lr_reports_dev_figures_per_rate(run_dir, tmp_path):
+    from specact.train import sweep_lr
+
+    df = sweep_lr(RECS[:16], RECS[16:], _cfg(max_steps=4, eval_steps=2), PROMPT, [1e-3, 3e-2], tmp_path, 0, run_dir)
+    assert list(df["learning_rate"]) == [1e-3, 3e-2] and df["best_dev_loss"].notna().all()
+    assert df.loc[1, "best_dev_loss"] < df.loc[0, "best_dev_loss"]  # 1e-3 barely moves a from-scratch model in 4 steps
+    assert (tmp_path / "sweep_lr.csv").is_file() and not (tmp_path / "lr0.001" / "model").exists()
