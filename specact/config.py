@@ -196,7 +196,8 @@ class EvalConfig:
     batch_size: int = _help("Decision points per forward batch.", default=16)
     max_examples: int = _help("Evaluate at most this many decision points per split (0 = all; a seeded subsample, whole trajectories).", default=0)
     generate_calls: bool = _help("Generate tool name + arguments when the predicted type uses a tool.", default=True)
-    max_new_tokens: int = _help("Token budget of a generated call.", default=64)
+    max_new_tokens: int = _help("Upper cap on a generated call's tokens: each role's budget is the 99th percentile of the train "
+                                "split's gold calls + 16 tokens, at most this (evaluate.set_call_budgets).", default=64)
 
     def __post_init__(self):
         _check(self, ">=1", "n_samples", "bootstrap", "batch_size", "max_new_tokens")
