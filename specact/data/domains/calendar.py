@@ -62,6 +62,9 @@ def schedule(t, r):
     end_min = h * 60 + dur
     t.call("create_event", {"title": topic.capitalize(), "start": f"{d}T{h:02d}:00", "end": f"{d}T{end_min // 60:02d}:{end_min % 60:02d}",
                             "attendees": [email]}, {"event_id": eid, "status": "created"})
+    if r.random() < 0.25:  # the slot was free a moment ago: some agents answer without a conflict check
+        t.say("final_answer", f"Booked \"{topic.capitalize()}\" with {name} on {day} at {h}:00 ({dur} min).")
+        return
     if r.random() < 0.4:  # the slot went stale: someone booked it meanwhile
         t.call("check_conflicts", {"event_id": eid}, {"conflicts": [{"attendee": email, "title": "Interview", "overlap_minutes": 15}]}, fails=True)
         e2 = (h + 1) * 60 + 30 + dur
@@ -143,7 +146,7 @@ def blocked(t, r):
 
 
 DOMAIN = Domain("calendar", SYSTEMS, TOOLS, {
-    "schedule": Path(schedule, 2.0, r"^(retrieval )?retrieval tool_call (verifier repair )?verifier final_answer $"),
+    "schedule": Path(schedule, 2.0, r"^(retrieval )?retrieval tool_call ((verifier repair )?verifier )?final_answer $"),
     "bad_datetime": Path(bad_datetime, 1.0, r"^tool_call repair verifier final_answer $"),
     "email_lookup": Path(email_lookup, 1.2, r"^retrieval retrieval final_answer $"),
     "send": Path(send, 1.0, r"^(ask_clarification )?tool_call final_answer $"),
