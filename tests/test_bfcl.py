@@ -165,6 +165,10 @@ def test_function_kind_rules():
     assert bfcl.function_kind("Hotels_4_ReserveHotel") == "tool_call"
     assert bfcl.function_kind("museum_info", "Retrieves opening hours of a museum.") == "retrieval"
     assert bfcl.function_kind("segment", "Segments an image into regions.") == "tool_call"  # no known verb: acts
+    # a dotted name's method decides before its namespace's words ("reserve", "requests" are nouns there)
+    assert bfcl.function_kind("nature_reserve.find_nearby") == "retrieval"
+    assert bfcl.function_kind("requests.get") == "retrieval"
+    assert bfcl.function_kind("uber.eat.order") == "tool_call"
 
 
 def test_live_irrelevance_is_blocked():

@@ -435,7 +435,8 @@ def function_kind(name: str, description: str = "") -> str:
         verbs = [w for w in words if w in _FILE_READ_VERBS | _FILE_WRITE_VERBS]
         if verbs:
             return "file_write" if verbs[0] in _FILE_WRITE_VERBS else "file_read"
-    kind = _verb_kind(words)
+    # the method of a dotted name first: "nature_reserve.find_nearby" finds, "requests.get" gets
+    kind = _verb_kind(_words(name.rsplit(".", 1)[-1])) or _verb_kind(words)
     if kind is None and _CALCULATION.search(description):
         return "tool_call"  # "Find the sum of all multiples ...": a calculation however it is phrased
     if kind is None:
