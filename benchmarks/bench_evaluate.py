@@ -96,9 +96,23 @@ def compare(before: list[dict], after: list[dict]) -> dict:
                          "same_call": sum(b["call"] == a["call"] for b, a in pairs) / len(pairs),
                          "gen_tokens_before": sum(b["gen_tokens"] for b, _ in pairs) / len(pairs),
                          "gen_tokens_after": sum(a["gen_tokens"] for _, a in pairs) / len(pairs)}
+    out["ms per decision"] = {f"{path}_{m}": 1000 * sum(map(fn, rows)) / len(rows)
+                              for path, fn in (("cheap_path", cheap_path_seconds), ("frozen", _frozen_seconds))
+                              for m, rows in (("before", before), ("after", after))}
     samples = [(b.get("samples"), a.get("samples")) for b, a in zip(before, after)]
     out["samples"] = {"same": sum(b == a or _same_samples(b, a) for b, a in samples) / len(samples)}
     return out
+
+
+def cheap_path_seconds(row: dict) -> float:
+    """What the cheap side of a decision costs: the proposer, the verifier on its proposal, E's samples."""
+    samples = row.get("samples") or []
+    return (row["cheap"]["seconds"] + row["verifier_cheap"]["seconds"]
+            + sum(x.get("seconds", 0.0) + x.get("verifier_seconds", 0.0) for x in samples))
+
+
+def _frozen_seconds(row: dict) -> float:
+    return row.get("strong_frozen", {}).get("seconds", 0.0)
 
 
 def _same_samples(before, after) -> bool:
