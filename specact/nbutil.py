@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from specact.config import build
-from specact.prompts import PromptConfig
+from specact.config import PromptConfig
 
 
 def setup(seed: int = 0) -> None:
