@@ -322,3 +322,13 @@ def test_smoke_profile_builds_every_split_in_seconds():
     held = set(smoke.ood_domains)
     assert all(build.domain_parts(build.domain_of(r)) & held for r in recs["ood"])
     assert len({p for r in recs["ood"] for p in build.domain_parts(build.domain_of(r)) if p in held}) == len(held)
+
+
+def test_card_functions_take_parsed_records_alike(dd):
+    recs = build.split_records(dd)
+    assert recs["test"] == build.to_records(dd["test"])
+    assert build.near_duplicate_table(recs, 4).equals(build.near_duplicate_table(dd, 4))
+    assert build.shortcut_diagnostic(recs)["by_family"].equals(build.shortcut_diagnostic(dd)["by_family"])
+    collected = build.collect(cfg(), seed=0, cap=False)
+    capped = build.cap_steps(collected, cfg().max_steps_per_trajectory, seed=0)
+    assert build.label_filtering(collected, capped, recs).equals(build.label_filtering(collected, capped, dd))

@@ -144,10 +144,10 @@ def proposer_sft(tokenizer, records: list[dict], prompt_cfg=None):
 # callers have one import site for the data stage.
 from specact.data.pairs import crossfit_pairs, is_correct, make_verifier_pairs, verifier_pairs_dataset  # noqa: E402
 from specact.data.card import (card_to_json, datacard, label_filtering, near_duplicate_table,  # noqa: E402
-                               plot_label_distribution, render_examples, shortcut_diagnostic)
+                               plot_label_distribution, render_examples, shortcut_diagnostic, split_records)
 
 __all__ = ["build_decisions", "build_records", "collect", "cap_steps", "assign_splits", "to_dataset", "to_records",
            "save_decisions", "load_decisions", "export_jsonl", "proposer_sft", "make_verifier_pairs", "crossfit_pairs",
            "is_correct", "verifier_pairs_dataset", "datacard", "card_to_json", "plot_label_distribution", "render_examples",
-           "shortcut_diagnostic", "near_duplicate_table", "label_filtering", "domain_of", "domain_parts", "is_ood",
+           "shortcut_diagnostic", "near_duplicate_table", "label_filtering", "split_records", "domain_of", "domain_parts", "is_ood",
            "near_duplicate_key", "near_duplicate_components", "cross_split_duplicates"]

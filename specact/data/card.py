@@ -122,7 +122,15 @@ def last_message_text(rec: dict) -> str:
 
 
 def _records(ds) -> list[dict]:
-    return [json.loads(s) for s in ds["record"]]  # validated when the datasets were built
+    """A split's records: a list as given, or parsed from a ``Dataset``'s ``record`` column (validated when built).
+    Parse once and pass ``{split: records}`` where several card functions read the same data (BFCL's
+    long-context records make parsing the slow part)."""
+    return ds if isinstance(ds, list) else [json.loads(s) for s in ds["record"]]
+
+
+def split_records(dd) -> dict[str, list[dict]]:
+    """``{split: records}`` of a decisions ``DatasetDict``, parsed once for the card functions below."""
+    return {s: _records(dd[s]) for s in dd}
 
 
 def _family(source: str) -> str:
@@ -137,12 +145,14 @@ def shortcut_model(records: list[dict]):
     from sklearn.pipeline import make_pipeline
 
     pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-                         LogisticRegression(solver="saga", max_iter=500))  # saga: 0.5 s here, lbfgs 20-30 s on 2 cores
+                         LogisticRegression(solver="saga", max_iter=500, random_state=0))  # saga: 0.5 s here, lbfgs 20-30 s on 2 cores
     return pipe.fit([last_message_text(r) for r in records], [r["label"] for r in records])
 
 
 def shortcut_diagnostic(dd, splits=("test", "ood")) -> dict:
-    """The last-message-only model (:func:`shortcut_model`) trained on train, scored on each of
+    """``dd``: a decisions ``DatasetDict`` or ``{split: records}``.
+
+    The last-message-only model (:func:`shortcut_model`) trained on train, scored on each of
     ``splits`` present: accuracy per source family (``by_family``: synthetic vs bfcl) and per
     source (``by_source``), with the majority-label accuracy of the same points beside it and the
     label the model predicts best there (highest F1, among labels with >= 5 points)."""
@@ -170,7 +180,8 @@ def shortcut_diagnostic(dd, splits=("test", "ood")) -> dict:
 
 
 def near_duplicate_table(dd, max_groups: int = 0):
-    """Points of each split (besides train) whose digit-masked last two messages also occur in
+    """``dd``: a decisions ``DatasetDict`` or ``{split: records}``. Points of each split (besides
+    train) whose digit-masked last two messages also occur in
     train, per source family: ``duplicates`` (must be 0 for dev/test after the split rule) and
     ``boilerplate`` (texts in more than ``max_groups`` groups, which the rule exempts)."""
     import pandas as pd
@@ -195,8 +206,9 @@ def label_filtering(collected: list[dict], capped: list[dict], dd):
     def count(labels):
         return pd.Series(list(labels), dtype=object).value_counts()
 
+    in_data = (lab for s in dd for lab in ([r["label"] for r in dd[s]] if isinstance(dd[s], list) else dd[s]["label"]))
     df = pd.DataFrame({"collected": count(r["label"] for r in collected), "after_step_cap": count(r["label"] for r in capped),
-                       "in_datasets": count(lab for s in dd for lab in dd[s]["label"])})
+                       "in_datasets": count(in_data)})
     df = df.reindex(list(LABELS)).fillna(0).astype(int).rename_axis("label")
     df["dropped"] = df["after_step_cap"] - df["in_datasets"]
     return df
