@@ -13,7 +13,8 @@ from specact.config import ProposerConfig, TrainConfig, VerifierConfig
 from specact.models import load_model, load_tokenizer
 from specact.prompts import completion_ids, gold_call, prompt_ids, sft_example
 from specact.scoring import score_labels, verifier_scores
-from specact.train import crossfit, folds_by_trajectory, load_trained, tokenize_sft, train_sft, train_verifier
+from specact.train import crossfit, folds_by_trajectory, load_trained, tokenize_sft, train_sft
+from specact.verifier import train_verifier
 
 RECS = make_records(24)
 
