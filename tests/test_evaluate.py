@@ -108,3 +108,22 @@ def test_linear_role_rows_come_from_the_baseline_contract(roles, monkeypatch):
     rows = ev.predict(recs, roles, EvalConfig(n_samples=1, batch_size=4, max_new_tokens=4), PROMPT, quiet=True, linear=pipe)
     assert all(r["linear"]["pred"] == LABELS[2] and len(r["linear"]["logp"]) == 9 for r in rows)
     assert ev.role_table(rows).loc["linear", "accuracy"] == np.mean([r["label"] == LABELS[2] for r in rows])
+
+
+def test_prediction_targets_cover_every_split_the_run_has_or_dev_and_the_file(tmp_path):
+    from datasets import DatasetDict
+
+    from specact.data.build import to_dataset
+    from specact.records import write_jsonl
+
+    recs = _records(12)
+    dd = DatasetDict({"train": to_dataset(recs[:4]), "dev": to_dataset(recs[4:8]), "test": to_dataset(recs[8:10]),
+                      "ood": to_dataset(recs[10:])})
+    cfg = EvalConfig(max_examples=0)
+    got = ev.prediction_targets(dd, cfg, seed=0)
+    assert list(got) == ["dev", "test", "ood"] and [r["id"] for r in got["ood"]] == ["r10", "r11"]
+    assert list(ev.prediction_targets(DatasetDict({k: dd[k] for k in ("train", "dev", "test")}), cfg, 0)) == ["dev", "test"]
+    write_jsonl(recs[:3], tmp_path / "ext.jsonl")
+    ext = ev.prediction_targets(dd, cfg, 0, tmp_path / "ext.jsonl")
+    assert list(ext) == ["dev", "external"] and [r["id"] for r in ext["external"]] == ["r0", "r1", "r2"]
+    assert len(ev.prediction_targets(dd, EvalConfig(max_examples=2), 0)["dev"]) == 2  # whole trajectories, seeded
