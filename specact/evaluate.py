@@ -114,7 +114,9 @@ def predict(records: list[dict], roles: dict, eval_cfg: EvalConfig, prompt_cfg: 
     vmodel, vtok, vinfo = roles["verifier"]
     cal = vinfo["calibration"]
     cheap_props = [(row["cheap"]["pred"], row["cheap"]["call"]) for row in rows]
-    v = verifier_scores(vmodel, vtok, records, cheap_props, prompt_cfg, cal, bs, quiet=quiet)
+    reads = (cal or {}).get("reads_proposer")  # DEFERRAL: a verifier trained on the proposer's distribution reads it
+    v = verifier_scores(vmodel, vtok, records, cheap_props, prompt_cfg, cal, bs, quiet=quiet,
+                        logps=[row["cheap"]["logp"] for row in rows] if reads else None)
     for i, row in enumerate(rows):
         row["verifier_cheap"] = {"score": float(v["score"][i]), "prob": float(v["prob"][i]), "tokens": int(v["tokens"][i]),
                                  "seconds": v["seconds"] / max(n, 1)}
