@@ -488,7 +488,7 @@ def per_source_figure(results: dict[str, StepResults] | pd.DataFrame, configs=No
     sources = list(dict.fromkeys(d["source"]))
     names = list(dict.fromkeys(d["config"]))
     pal = _palette(names)
-    fig = Figure(figsize=(10, 1.0 + 0.45 * len(sources) * max(1, len(names)) ** 0.5), layout="constrained")
+    fig = Figure(figsize=(10, 1.2 + len(sources) * (0.25 + 0.09 * len(names))), layout="constrained")  # ~0.1 in per point
     ax = fig.subplots()
     step = 0.8 / max(len(names), 1)
     for j, name in enumerate(names):
