@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from specact.report import REPO, _ci, _f, _ordered, describe, markdown_table
+from specact.report import REPO, REPORTED_SPLITS, _ci, _f, _ordered, describe, markdown_table
 
 MEASURES = ("n", "accuracy", "accuracy_lo", "accuracy_hi", "nominal_cost", "measured_cost", "accept_rate",
             "accept_precision", "p_vs_A", "p_vs_B")
@@ -99,7 +99,9 @@ def compare_table(df: pd.DataFrame, split: str | None = None) -> pd.DataFrame:
     costs to 2 decimals, APGR and the cost to close 80% of B→A where a sweep exists, verifier AUROC."""
     d = df if split is None else df[df["split"] == split]
     order = _ordered(list(dict.fromkeys(d["config"])))
-    d = d.assign(_o=d["config"].map(order.index)).sort_values(["run", "split", "_o"], kind="stable")
+    split_rank = {k: i for i, k in enumerate(REPORTED_SPLITS)}  # test, then ood, as the report shows them
+    d = d.assign(_o=d["config"].map(order.index), _s=d["split"].map(lambda x: split_rank.get(x, len(split_rank))))
+    d = d.sort_values(["run", "_s", "_o"], kind="stable")
     desc = d["description"] if "description" in d else [None] * len(d)
     out = pd.DataFrame({"run": d["run"], "split": d["split"],
                         "configuration": [x if isinstance(x, str) else describe(c) for c, x in zip(d["config"], desc)]})
