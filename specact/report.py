@@ -25,8 +25,7 @@ from matplotlib.figure import Figure
 from statsmodels.stats.proportion import proportion_confint
 
 from specact.actions import LABELS
-from specact.cascade import StepResults, pareto_hull
-
+from specact.deferral import StepResults
 from specact.stats import (
     CI,
     add_baseline_ratios,
@@ -34,6 +33,7 @@ from specact.stats import (
     macro_f1,
     mcnemar,
     paired_bootstrap_diff,
+    pareto_hull,
 )
 
 ALPHA = 0.05  # significance level of every statement in the written finding
@@ -89,11 +89,9 @@ def find_splits(eval_root: str | Path) -> dict[str, Path]:
 def load_split(split_dir: str | Path) -> dict[str, StepResults]:
     """Every configuration whose per-step results (``steps.jsonl`` + ``metrics.json``) the folder
     holds, in the registry's order: the configurations come from the results, not from a list."""
-    from specact.evaluate import load_steps
-
     d = Path(split_dir)
     names = [c.name for c in sorted(d.iterdir()) if (c / "metrics.json").is_file() and (c / "steps.jsonl").is_file()]
-    out = {n: load_steps(d / n) for n in _ordered(names)}
+    out = {n: StepResults.load(d / n) for n in _ordered(names)}
     for n, res in out.items():  # the eval stage's intervals (over scenario groups) and dev choice
         extra = d / n / "extra.json"
         if extra.is_file():
@@ -117,32 +115,28 @@ def prediction_rows(eval_dir: str | Path, split: str) -> list[dict]:
 
 def reference_points(results: dict, rows: list[dict], roles: dict, cfg) -> dict:
     """Add random acceptance at D's rate and the oracle cascade when the eval stage did not write
-    them (older runs evaluated only A-E); results that exist are kept as they are."""
-    from specact import cascade
+    them (runs that evaluated only A-E); results that exist are kept as they are."""
+    from specact.deferral import run_configuration
 
-    if "D" not in results or not rows or not hasattr(cascade, "run_configuration"):
+    if "D" not in results or not rows:
         return results
     out = dict(results)
     if "random" not in out:
-        out["random"] = cascade.run_configuration("random", rows, roles, cfg, accept_rate=results["D"].accept_rate)
+        out["random"] = run_configuration("random", rows, roles, cfg, accept_rate=results["D"].accept_rate)
     if "oracle" not in out:
-        out["oracle"] = cascade.run_configuration("oracle", rows, roles, cfg)
+        out["oracle"] = run_configuration("oracle", rows, roles, cfg)
     return {n: out[n] for n in _ordered(out)}
 
 
 def threshold_sweeps(rows: list[dict], roles: dict, cfg, names) -> dict[str, pd.DataFrame]:
-    """Accuracy and cost at every threshold of each thresholded configuration in ``names``."""
-    from specact import cascade
+    """Accuracy and cost at every threshold of each thresholded configuration in ``names``, on its
+    first deferral signal in the registry (:mod:`specact.configurations`)."""
+    from specact.configurations import CONFIGURATIONS, THRESHOLDED
+    from specact.thresholds import threshold_sweep
 
     if not rows:
         return {}
-    try:  # the registry's engine: one sweep per configuration, on its first deferral signal
-        from specact.configurations import CONFIGURATIONS
-        from specact.thresholds import threshold_sweep
-        return {n: threshold_sweep(rows, roles, cfg, n, CONFIGURATIONS[n].signals[0]) for n in names
-                if n in CONFIGURATIONS and CONFIGURATIONS[n].accept == "threshold"}
-    except ImportError:
-        return {n: cascade.threshold_sweep(rows, roles, cfg, n) for n in names if n in ("D", "E")}
+    return {n: threshold_sweep(rows, roles, cfg, n, CONFIGURATIONS[n].signals[0]) for n in names if n in THRESHOLDED}
 
 
 def verifier_quality(rows: list[dict], n_resamples: int = 1000, seed: int = 0) -> dict | None:
