@@ -620,8 +620,11 @@ def save_figure(fig, out_dir: str | Path, name: str) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {ext: out / f"{name}.{ext}" for ext in ("png", "svg")}
-    fig.savefig(paths["png"], dpi=110, bbox_inches="tight")
-    fig.savefig(paths["svg"], bbox_inches="tight")
+    import matplotlib
+
+    fig.savefig(paths["png"], dpi=110, bbox_inches="tight", metadata={"Software": None})
+    with matplotlib.rc_context({"svg.hashsalt": name}):  # same figure, same bytes: no churn when re-rendered
+        fig.savefig(paths["svg"], bbox_inches="tight", metadata={"Date": None})
     return paths
 
 
