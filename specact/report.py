@@ -165,6 +165,11 @@ def threshold_choices(split_dir: str | Path, results: dict) -> dict:
 
 
 # ---------------------------------------------------------------- tables
+TABLE_COLUMNS = ("config", "n", "accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "tool_name_acc", "call_exact",
+                 "accept_rate", "accept_precision", "acc_rejected", "nominal_cost", "nominal_cost_lo", "nominal_cost_hi",
+                 "measured_cost", "seconds", "x_random", "x_majority", "p_vs_B", "p_vs_A", "threshold")
+
+
 def config_table(results: dict[str, StepResults], base: dict | None = None, n_resamples: int = 1000,
                  seed: int = 0, ref_b: str = "B", ref_a: str = "A") -> pd.DataFrame:
     """One row per configuration, every number needed to compare them (numeric columns).
@@ -193,10 +198,7 @@ def config_table(results: dict[str, StepResults], base: dict | None = None, n_re
     df = pd.DataFrame(rows)
     if base:
         df = add_baseline_ratios(df, base)
-    cols = ["config", "n", "accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "tool_name_acc", "call_exact",
-            "accept_rate", "accept_precision", "acc_rejected", "nominal_cost", "nominal_cost_lo", "nominal_cost_hi",
-            "measured_cost", "seconds", "x_random", "x_majority", "p_vs_B", "p_vs_A", "threshold"]
-    return df[[c for c in cols if c in df.columns]]
+    return df[[c for c in TABLE_COLUMNS if c in df.columns]]
 
 
 def _nan(x) -> bool:
@@ -296,7 +298,7 @@ READABLE = {"apgr": "APGR", "cost_to_50pct": "measured cost to 50% of A", "cost_
 def appendix_table(table: pd.DataFrame) -> pd.DataFrame:
     """Every measure of :func:`config_table` for reading: intervals folded into ``x [lo, hi]``,
     3 decimals, p-values to 2 significant figures, ``–`` for what does not apply."""
-    out = table.copy()
+    out = table[[c for c in TABLE_COLUMNS if c in table] + [c for c in table if c not in TABLE_COLUMNS]].copy()
     for col in ("accuracy", "nominal_cost"):
         if f"{col}_lo" in out:
             out[col] = [_f(a, 3) if _nan(lo) else f"{a:.3f} [{lo:.3f}, {hi:.3f}]"
@@ -355,9 +357,10 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 # ---------------------------------------------------------------- figures
 def _palette(names) -> dict:
-    """One fixed colour per configuration, in table order, so every figure agrees."""
-    names = list(dict.fromkeys(names))
-    return dict(zip(names, sns.color_palette("tab10", max(len(names), 1))))
+    """One fixed colour per configuration name (its place in the registry), so every figure of
+    every run agrees; names outside the registry take the colours after it."""
+    order = _registry() + [n for n in dict.fromkeys(names) if n not in _registry()]
+    return dict(zip(order, sns.color_palette("tab10", len(order)) if len(order) <= 10 else sns.color_palette("tab20", len(order))))
 
 
 def _place_labels(ax, pts: list[tuple[str, float, float]], min_dx: float = 0.09, min_dy: float = 0.05) -> None:
@@ -480,7 +483,7 @@ def per_source_figure(results: dict[str, StepResults] | pd.DataFrame, configs=No
     """
     d = results if isinstance(results, pd.DataFrame) else per_source_table({c: results[c] for c in (configs or _ordered(results))})
     sources = list(dict.fromkeys(d["source"]))
-    names = list(dict.fromkeys(d["config"]))
+    names = _ordered(list(dict.fromkeys(d["config"])))
     pal = _palette(names)
     fig = Figure(figsize=(10, 1.2 + len(sources) * (0.25 + 0.09 * len(names))), layout="constrained")  # ~0.1 in per point
     ax = fig.subplots()
