@@ -5,6 +5,7 @@
 #   scripts/gpu/run_gpu_study.sh prepare   install wheels, register the kernel, stash weight parts
 #   scripts/gpu/run_gpu_study.sh weights   the same, then join + convert the weights, and stop
 #   scripts/gpu/run_gpu_study.sh [run]     the same, then join + convert the weights, run, package
+#   scripts/gpu/run_gpu_study.sh sweep     the same as weights, then a learning-rate sweep (SWEEP_ARGS)
 #   scripts/gpu/run_gpu_study.sh bench     the same as weights, then the throughput benchmarks only
 #                                          (MFU, label scoring, and the 2-GPU scale-out where there are 2 GPUs)
 #
@@ -116,6 +117,17 @@ if [[ ! -f "$MODEL_DIR/converted_from.json" ]]; then
   say "converted $GGUF -> $MODEL_DIR: $(tr -d '\n ' <"$OUT/convert.json" | head -c 400)"
 fi
 [[ "$MODE" == weights ]] && { say "weights ready in $MODEL_DIR"; exit 0; }
+# ---- 3a. `sweep`: learning rates of the SFT roles on dev, side by side on this GPU (SWEEP_ARGS, e.g.
+#   "--rates proposer=2e-4,5e-4,1e-3 strong=2e-5,5e-5,1e-4 --max-steps 300"); table + best.json under $OUT
+if [[ "$MODE" == sweep ]]; then
+  # shellcheck disable=SC2086
+  timeout -k 10 $(( $(left) - RESERVE_S )) "$PY" -m scripts.gpu.sweep_lr --params "$PARAMS" ${SWEEP_ARGS:-} \
+    --out "$WORK/sweep" >"$OUT/sweep.log" 2>&1
+  rc=$?
+  cp "$WORK/sweep/sweep_lr.csv" "$WORK/sweep/best.json" "$OUT/" 2>/dev/null
+  tail -n 12 "$OUT/sweep.log" | tee -a "$SUMMARY"
+  say "sweep exit $rc"; exit "$rc"
+fi
 
 # ---- 3b. `bench`: the throughput benchmarks alone, no study (logs under $OUT); BENCHES picks them
 #   MFU per batching setting on GPU 0, label-scoring rate vs floor and naive baseline on GPU 0,
@@ -163,6 +175,9 @@ print(cfg.run_id, cfg.prompt.max_prompt_tokens)
 PYEOF
 )
 [[ -n "$RUN_ID" ]] || { say "cannot read $PARAMS $RUN_ARGS"; exit 2; }
+# `specact run --seeds S...` writes runs/<run_id>-s<S>: package and summarise each of them
+read -r -a SEEDS < <(echo " $RUN_ARGS " | sed -n 's/.* --seeds \([0-9 ]*\).*/\1/p')
+RUN_IDS=("$RUN_ID"); (( ${#SEEDS[@]} )) && RUN_IDS=("${SEEDS[@]/#/$RUN_ID-s}")
 budget=$(( $(left) - RESERVE_S ))
 say "study $PARAMS (run_id $RUN_ID), $budget s allowed"
 # shellcheck disable=SC2086
@@ -180,17 +195,17 @@ if [[ "$BENCH" == 1 && $study_rc == 0 ]] && (( $(left) - RESERVE_S >= BENCH_MIN_
 fi
 
 # ---- 6. package: readable files + one tarball of the report folder and the run's small files
-for f in report.md results.json timings.json; do
-  [[ -f "reports/$RUN_ID/$f" ]] && cp "reports/$RUN_ID/$f" "$OUT/$f"
+for f in report.md results.json; do  # the first run's, readable without unpacking
+  [[ -f "reports/${RUN_IDS[0]}/$f" ]] && cp "reports/${RUN_IDS[0]}/$f" "$OUT/$f"
 done
-"$PY" - "$RUN_ID" "$OUT/results.tgz" <<'PYEOF'
+"$PY" - "$OUT/results.tgz" "${RUN_IDS[@]}" <<'PYEOF'
 import os, sys, tarfile
 from pathlib import Path
-run_id, dest = sys.argv[1], Path(sys.argv[2])
+dest, run_ids = Path(sys.argv[1]), sys.argv[2:]
 LIMIT = 15 * 2**20
 small = (".json", ".jsonl", ".csv", ".yaml", ".md", ".txt")
 def files(skip_html):
-    for root in (Path("reports") / run_id, Path("runs") / run_id):
+    for root in [Path(top) / run_id for run_id in run_ids for top in ("reports", "runs")]:
         for p in sorted(root.rglob("*")) if root.is_dir() else []:
             if not p.is_file() or "checkpoints" in p.parts or p.stat().st_size > 8 * 2**20:
                 continue
@@ -212,7 +227,9 @@ PYEOF
 {
   echo "== $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | head -1)"
   # stage records keep each stage's own wall time across resumed calls (timings.json is per call)
-  "$PY" - "runs/$RUN_ID/stages" <<'PYEOF'
+  for rid in "${RUN_IDS[@]}"; do
+  echo "-- $rid"
+  "$PY" - "runs/$rid/stages" <<'PYEOF'
 import json, sys
 from pathlib import Path
 total = 0.0
@@ -221,7 +238,8 @@ for p in sorted(Path(sys.argv[1]).glob("*.json"), key=lambda p: p.stat().st_mtim
     print(f"  {p.stem:<16}{r.get('status', '?'):<8}{r.get('seconds', 0.0):8.1f}s")
 print(f"  stages in all   {total:8.1f}s")
 PYEOF
-  [[ -f "reports/$RUN_ID/report.md" ]] && head -n 40 "reports/$RUN_ID/report.md"
+  done
+  [[ -f "reports/${RUN_IDS[0]}/report.md" ]] && head -n 30 "reports/${RUN_IDS[0]}/report.md"
   echo "== $OUT: $(ls "$OUT" | tr '\n' ' ')"
 } 2>&1 | tee -a "$SUMMARY"
 say "done (study exit $study_rc)"
