@@ -210,7 +210,8 @@ class StudyConfig:
     """One run of the study: the whole params YAML."""
 
     run_id: str = _help("Run id: artifacts go to runs/<run_id>/, executed notebooks to reports/<run_id>/.", default="default")
-    seed: int = _help("Seed for data generation, splits, training and bootstrap.", default=0)
+    seed: int = _help("Seed for training, sampling and bootstrap; also for data generation and splits unless data_seed is set.", default=0)
+    data_seed: int = _help("Seed of data generation, splits and the evaluation subsample (-1: `seed`). A multi-seed study (`specact run --seeds`) fixes it to the params file's seed, so every training seed is scored on the same decision points and the spread across seeds is training variance alone.", default=-1)
     configurations: list = _help("Configurations evaluated, each by one execution of the eval notebook (names and order: specact.configurations.NAMES; one whose role the predictions lack is skipped).", default_factory=lambda: list(NAMES))
     prompt: PromptConfig = _help("The prompt builder (shared by all roles).", default_factory=PromptConfig)
     data: DataConfig = _help("Data stage.", default_factory=DataConfig)
@@ -224,6 +225,13 @@ class StudyConfig:
         if not isinstance(self.run_id, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.run_id) or ".." in self.run_id:
             raise ParamsError(f"run_id must be a plain name (letters, digits, '.', '_', '-'; no path), got {self.run_id!r}")
         _check(self, ">=0", "seed")
+        if isinstance(self.data_seed, bool) or not isinstance(self.data_seed, int) or self.data_seed < -1:
+            raise ParamsError(f"data_seed must be -1 (use seed) or >= 0, got {self.data_seed!r}")
+
+    @property
+    def split_seed(self) -> int:
+        """The seed the data stage and the evaluation subsample use."""
+        return self.seed if self.data_seed < 0 else self.data_seed
 
 
 CONFIGURATIONS = NAMES  # the one registry: specact.configurations

@@ -104,7 +104,7 @@ def stages_for(cfg: StudyConfig) -> list[Stage]:
     """The stage graph of a run: data, three trainings, predictions, one eval per configuration, report."""
     eval_dir = lambda p: str(p.run_dir / "eval" / "test")  # noqa: E731
     out = [
-        Stage("data", "01_data.ipynb", (), lambda c, p: {**_common(c, p), **to_dict(c.data)},
+        Stage("data", "01_data.ipynb", (), lambda c, p: {**_common(c, p), **to_dict(c.data), "seed": c.split_seed},
               lambda c, p: [Output(p.run_dir, "data")]),
         Stage("train_proposer", "02_train_proposer.ipynb", ("data",), lambda c, p: {**_common(c, p), "train": to_dict(c.proposer)},
               _trained("proposer")),
@@ -114,7 +114,7 @@ def stages_for(cfg: StudyConfig) -> list[Stage]:
               _trained("strong")),
         Stage(
             "predict", "05_predict.ipynb", ("train_proposer", "train_verifier", "train_strong"),
-            lambda c, p: {**_common(c, p), **to_dict(c.eval), "data_file": "", "eval_dir": eval_dir(p)},
+            lambda c, p: {**_common(c, p), **to_dict(c.eval), "data_seed": c.split_seed, "data_file": "", "eval_dir": eval_dir(p)},
             # every split's prediction rows and role summaries, wherever under eval/ the notebook puts them
             lambda c, p: [Output(p.run_dir / "eval", "**/predictions*.jsonl"), Output(p.run_dir / "eval", "**/roles*.json", required=False)],
         ),
@@ -571,8 +571,11 @@ def run_seeds(params_path: str | Path, seeds: list[int], *, jobs: int = 1, overr
         raise ParamsError(f"--jobs must be >= 1, got {jobs}")
     if len(set(seeds)) != len(seeds):
         raise ParamsError(f"--seeds repeats a seed: {seeds}")
-    base = load_params(params_path, overrides).run_id  # every value checked once, before any seed starts
-    calls = {s: {**(overrides or {}), "seed": s, "run_id": seed_run_id(base, s)} for s in seeds}
+    base_cfg = load_params(params_path, overrides)  # every value checked once, before any seed starts
+    base = base_cfg.run_id
+    # Seeds vary training only: every seed gets the params file's data (same splits, same test points).
+    calls = {s: {**(overrides or {}), "seed": s, "run_id": seed_run_id(base, s), "data_seed": base_cfg.split_seed}
+             for s in seeds}
     results: dict[int, dict] = {}
     errors: dict[int, str] = {}
     if jobs == 1:
@@ -658,7 +661,7 @@ def reusable_dev_predictions(run_dir: Path, notebooks: Path = NOTEBOOKS, package
 
 def _external_plan(cfg: StudyConfig, run_dir: Path, data_file: Path, out: Path, dev_rows: Path | None) -> list[Stage]:
     common = {"run_dir": str(run_dir), "seed": cfg.seed, **to_dict(cfg.eval), "eval_dir": str(out / "eval")}
-    predict = {**common, "prompt": to_dict(cfg.prompt), "data_file": str(data_file)}
+    predict = {**common, "prompt": to_dict(cfg.prompt), "data_seed": cfg.split_seed, "data_file": str(data_file)}
     if dev_rows is not None:
         predict["dev_predictions"] = str(dev_rows)
     plan = [Stage("predict", "05_predict.ipynb", (), lambda c, p: predict)]

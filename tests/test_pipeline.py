@@ -264,9 +264,22 @@ def test_seeds_run_concurrently_as_separate_runs(tmp_path):
     assert set(out) == {0, 1}
     for s in (0, 1):
         run_dir = tmp_path / "runs" / f"toy-s{s}"
-        assert load_params(run_dir / "params.yaml").seed == s
+        ran = load_params(run_dir / "params.yaml")
+        assert ran.seed == s and ran.split_seed == 0  # seeds vary training; the data stays the params file's
         assert (run_dir / "ran.log").read_text().split()[-1] == "report"
         assert (run_dir / "strong" / "model.txt").read_text() == f"train_strong {s}"
+
+
+def test_data_seed_defaults_to_seed_and_feeds_the_data_and_predict_stages(tmp_path):
+    params, paths, nbs, _ = make_study(tmp_path, "run_id: toy\nseed: 3\nconfigurations: [B]\n")
+    cfg = load_params(params)
+    assert cfg.split_seed == 3
+    cfg.data_seed = 1
+    by_name = {st.name: st.params(cfg, paths) for st in stages_for(cfg)}
+    assert by_name["data"]["seed"] == 1 and by_name["predict"]["data_seed"] == 1
+    assert by_name["train_strong"]["seed"] == 3
+    with pytest.raises(ParamsError, match="data_seed"):
+        load_params(params, {"data_seed": -2})
 
 
 def test_evaluate_refuses_to_overwrite_and_reuses_dev(study, tmp_path):
