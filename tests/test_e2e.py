@@ -6,6 +6,7 @@ invariants its numbers must satisfy whatever the models learned.
 """
 
 import json
+import re
 import shutil
 
 import pytest
@@ -89,3 +90,23 @@ def test_evaluate_rejects_a_malformed_file(smoke, tmp_path, capsys):
     bad.write_text('{"id": "x", "messages": [], "label": "final_answer", "meta": {}}\n')
     assert main(["evaluate", "--run", str(root / "runs" / "smoke"), "--data", str(bad)]) == 2
     assert "bad.jsonl:1: field 'messages'" in capsys.readouterr().err
+
+
+def design_tree() -> list[str]:
+    """The paths DESIGN.md's run-directory block promises, as globs (``<split>`` -> ``*``)."""
+    text = (REPO / "DESIGN.md").read_text()
+    block = text.split("## Run directory", 1)[1].split("```", 2)[1]
+    paths = [line.split()[0] for line in block.splitlines()[1:] if line.strip() and not line.startswith(" ")]
+    return [re.sub(r"<[^>]+>", "*", p) for p in paths]
+
+
+def test_design_run_directory_matches_a_smoke_run(smoke):
+    root, _ = smoke
+    run = root / "runs" / "smoke"
+    paths = design_tree()
+    assert len(paths) >= 12 and "params.yaml" in paths
+    missing = [p for p in paths if not list(run.glob(p.rstrip("/")))]
+    assert missing == [], f"DESIGN.md names paths a smoke run does not write: {missing}"
+    rep = root / "reports" / "smoke"
+    for nb in rep.glob("*.ipynb"):  # every figure was drawn as an image, none printed as text
+        assert "<Figure size" not in nb.read_text(), nb.name
