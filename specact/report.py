@@ -395,6 +395,14 @@ def _sweep_lines(ax, sweeps: dict, x: str, pal: dict) -> None:
             ax.plot(ends[x], ends["accuracy"], "--", color="grey", lw=1, label="random acceptance, any rate")
 
 
+def _bar(value, lo, hi) -> np.ndarray:
+    """Error-bar lengths below and above ``value``, never negative: an interval need not contain its
+    point estimate (a Wilson interval of an expected accuracy, as for random acceptance, or bootstrap
+    percentiles of a skewed statistic), and matplotlib refuses negative lengths."""
+    value, lo, hi = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (value, lo, hi))
+    return np.clip(np.vstack([value - lo, hi - value]), 0, None)
+
+
 def frontier_figure(table: pd.DataFrame, sweeps: dict[str, pd.DataFrame] | None = None) -> Figure:
     """Accuracy vs nominal cost (left) and measured cost (right).
 
@@ -411,8 +419,8 @@ def frontier_figure(table: pd.DataFrame, sweeps: dict[str, pd.DataFrame] | None 
         _sweep_lines(ax, sweeps, x, pal)
         pts = []
         for _, r in table.dropna(subset=[x, "accuracy"]).iterrows():
-            yerr = [[r["accuracy"] - r["accuracy_lo"]], [r["accuracy_hi"] - r["accuracy"]]] if np.isfinite(r["accuracy_lo"]) else None
-            xerr = ([[r[x] - r["nominal_cost_lo"]], [r["nominal_cost_hi"] - r[x]]]
+            yerr = _bar(r["accuracy"], r["accuracy_lo"], r["accuracy_hi"]) if np.isfinite(r["accuracy_lo"]) else None
+            xerr = (_bar(r[x], r["nominal_cost_lo"], r["nominal_cost_hi"])
                     if x == "nominal_cost" and np.isfinite(r.get("nominal_cost_lo", np.nan)) else None)
             ax.errorbar(r[x], r["accuracy"], yerr=yerr, xerr=xerr, fmt="*" if r["config"] in ("oracle", "random") else "o",
                         ms=8, capsize=3, color=pal.get(r["config"], "k"))
@@ -491,7 +499,7 @@ def per_source_figure(results: dict[str, StepResults] | pd.DataFrame, configs=No
     for j, name in enumerate(names):
         sub = d[d["config"] == name].set_index("source").reindex(sources)
         y = np.arange(len(sources)) - 0.4 + step * (j + 0.5)
-        err = np.vstack([sub["accuracy"] - sub["accuracy_lo"], sub["accuracy_hi"] - sub["accuracy"]])
+        err = _bar(sub["accuracy"], sub["accuracy_lo"], sub["accuracy_hi"])
         ax.errorbar(sub["accuracy"], y, xerr=err, fmt="o", ms=4, capsize=2, color=pal[name], label=name)
     n = d.groupby("source", sort=False)["n"].max().reindex(sources)
     ax.set_yticks(np.arange(len(sources)), [f"{s} (n={k})" for s, k in zip(sources, n)])

@@ -9,7 +9,10 @@ from specact.pipeline import REPO
 README = (REPO / "README.md").read_text()
 
 
-@pytest.mark.parametrize("run, heading", [("2026-11-26-default", "### `default` profile"), ("2026-11-26-gpu", "### `gpu` profile")])
+BENCHMARKS = (REPO / "BENCHMARKS.md").read_text()
+
+
+@pytest.mark.parametrize("run, heading", [("2026-12-01-default", "### `default` profile")])
 def test_readme_tables_are_generated_from_published_results(run, heading):
     """Each published run's README table is `specact compare`'s table of its results.json, verbatim;
     the section links the rendered report and shows its frontier figure."""
@@ -24,7 +27,7 @@ def test_readme_tables_are_generated_from_published_results(run, heading):
     assert f"{100 * d['accuracy']:.1f}% [{100 * d['accuracy_lo']:.1f}, {100 * d['accuracy_hi']:.1f}]" in section
 
 
-@pytest.mark.parametrize("run", ["2026-11-26-default", "2026-11-26-gpu"])
+@pytest.mark.parametrize("run", ["2026-12-01-default", "2026-11-26-default", "2026-11-26-gpu"])
 def test_published_report_shows_its_figures(run):
     pub = REPO / "reports" / "published" / run
     html = (pub / "report.html").read_text()
@@ -70,35 +73,35 @@ def _h200(log: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.startswith('{"what": "train"')]
 
 
-def test_readme_h200_figures_match_published_logs():
-    """The README's H200 paragraph quotes the fourth session's logs."""
-    import re
-
-    section = README[README.index("On one H200"):].split("\n\n")[0]
-    assert "reports/published/2026-11-26-gpu-bench-h200-lora/" in section
+def test_benchmarks_h200_lora_rows_match_published_logs():
+    """BENCHMARKS.md's H200 LoRA rows quote the logs they link."""
     eager = {tuple(r["flags"]): r for r in _h200("bench_mfu_lora_eager.log")}
-    assert f"{eager[('peftcast',)]['s_per_step']:.3f} → {eager[()]['s_per_step']:.3f} s" in section
     compiled = {(r["batch"], tuple(r["flags"])): r for r in _h200("bench_mfu_lora_compile.log")}
-    assert f"{100 * compiled[(64, ('nodrop', 'compile'))]['mfu']:.1f}% MFU at batch 64" in section
-    h100 = next(r for r in _bench_rows("bench_mfu_compile.log") if r["lora"] and r["batch"] == 16)
-    speedup = h100["s_per_step"] / compiled[(16, ("nodrop", "compile"))]["s_per_step"]
-    assert f"{speedup:.2f}× faster" in section
-    text = (REPO / "reports" / "published" / "2026-11-26-gpu-bench-h200-lora" / "bench_scoring_compile.log").read_text()
-    rows = dict(re.findall(r"^(one-prefill scoring \(pre-tokenized, b32\)|  the same, torch.compile \(b32\)) +([0-9.]+) +[0-9.]+$", text, re.M))  # points/s
-    floor = float(re.search(r"^floor: 2 x params x ctx / rate \(2048\^3\) +([0-9.]+) +[0-9.]+$", text, re.M).group(1))
-    compiled_x, eager_x = (floor / float(rows[k]) for k in ("  the same, torch.compile (b32)", "one-prefill scoring (pre-tokenized, b32)"))
-    assert f"{compiled_x:.1f}× the floor (eager {eager_x:.1f}×)" in section
-    assert f"after {re.search(r'first two batches ([0-9]+)', text).group(1)} s of compiling" in section
+    row = next(line for line in BENCHMARKS.splitlines() if "`lora:flat:16` |" in line)
+    assert f"{eager[()]['s_per_step']:.3f} s/step" in row and f"**{100 * eager[()]['mfu']:.1f}%**" in row
+    row = next(line for line in BENCHMARKS.splitlines() if "`lora:flat:64:nodrop:compile`" in line)
+    assert f"**{100 * compiled[(64, ('nodrop', 'compile'))]['mfu']:.1f}%**" in row
 
 
-def test_readme_scaleout_figures_match_published_log():
-    """The README's 2-GPU sentence for the current gpu.yaml quotes the run after the launch fix."""
-    section = README[README.index("With the\ncurrent padding-free"):].split("\n\n")[0]
+def test_benchmarks_scaleout_row_matches_published_log():
+    """BENCHMARKS.md's 2-GPU row for the current gpu.yaml quotes the run after the launch fix."""
+    row = next(line for line in BENCHMARKS.splitlines() if "scaleout_2_after_fix.log" in line)
     log = REPO / "reports" / "published" / "2026-11-26-scaleout-2xh100" / "scaleout_2_after_fix.log"
     lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith('{"what"')]
     runs = {r["processes"]: r for r in lines if r["what"] == "run"}
     cmp = next(r for r in lines if r["what"] == "compare")
-    assert "2026-11-26-scaleout-2xh100/" in section
-    assert f"{cmp['speedup_tokens_per_s']:.2f}×" in section
-    assert f"within {100 * cmp['loss_max_rel_diff']:.2f}%" in section
-    assert abs(runs[1]["first_loss"] - runs[2]["first_loss"]) < 1e-6  # "identical first step"
+    assert f"**{cmp['speedup_tokens_per_s']:.2f}×**" in row
+    assert f"within {100 * cmp['loss_max_rel_diff']:.2f}%" in row
+    assert abs(runs[1]["first_loss"] - runs[2]["first_loss"]) < 1e-6  # "step-1 loss equal"
+
+
+def test_readme_gpu_partial_figures_match_its_metrics():
+    """The README's figures of the interrupted 2026-12-01 gpu run are its role metrics."""
+    pub = REPO / "reports" / "published" / "2026-12-01-gpu-partial"
+    section = README[README.index("### `gpu` profile, 2026-12-01"):].split("\n### ")[0]
+    m = lambda seed, role: json.loads((pub / seed / role / "metrics.json").read_text())  # noqa: E731
+    for seed in ("s0", "s1"):
+        assert f"{100 * m(seed, 'proposer')['dev_acc']:.1f}%" in section
+        assert f"{m(seed, 'verifier')['dev_auroc_real']:.3f}" in section
+    assert f"{100 * m('s0', 'strong')['dev_acc']:.1f}%" in section
+    assert f"{100 * m('s0', 'strong')['frozen_dev_acc']:.1f}%" in section

@@ -208,3 +208,11 @@ def test_compare_command(capsys, tmp_path):
     assert out.startswith("| run | split | configuration |") and out.count("\n| ") == 16  # 8 configurations x 2 runs
     assert {p.name for p in tmp_path.iterdir()} == {"compare.md", "compare.html", "compare.csv"}
     assert main(["compare", str(tmp_path / "missing")]) == 2
+
+
+def test_error_bars_are_never_negative_when_an_interval_misses_its_estimate():
+    from specact.report import _bar
+
+    bars = _bar([0.50, 0.40], [0.52, 0.30], [0.60, 0.45])  # the first interval lies above its estimate
+    assert (bars >= 0).all() and bars.shape == (2, 2)
+    assert bars[:, 1].tolist() == pytest.approx([0.10, 0.05])
