@@ -1,6 +1,6 @@
 """Run every role once per split and write the per-step prediction rows of DESIGN.md.
 
-Configurations A-E are then pure functions of these rows (:mod:`specact.cascade`), each
+Configurations A-E are then pure functions of these rows (:mod:`specact.deferral`), each
 charged for every call it would make. Computing each role once keeps the comparison paired
 (the same steps, the same model outputs) and the evaluation cheap.
 """
@@ -18,6 +18,7 @@ import pandas as pd
 
 from specact.actions import LABELS, uses_tool
 from specact.config import EvalConfig, ModelSpec, StudyConfig, build
+from specact.predictions import read_rows, write_rows  # noqa: F401 -- the row files' one reader/writer, re-exported
 from specact.prompts import PromptConfig, gold_call
 
 ROLE_DIRS = {"cheap": "proposer", "strong": "strong", "verifier": "verifier"}
@@ -262,44 +263,3 @@ def role_table(rows: list[dict]) -> pd.DataFrame:
             if "seconds" in df:
                 out[role]["ms_per_decision"] = 1000 * float(df["seconds"].mean())
     return pd.DataFrame(out).T
-
-
-def write_rows(rows: list[dict], path: str | Path) -> Path:
-    """One sorted-key JSON line per row (numpy values written as plain numbers and lists)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, sort_keys=True, default=_plain) + "\n")
-    return path
-
-
-def _plain(x):
-    if isinstance(x, (np.generic, np.ndarray)):
-        return x.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(x).__name__}")
-
-
-def read_rows(path: str | Path) -> list[dict]:
-    with Path(path).open() as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def save_steps(res, directory: str | Path) -> None:
-    """One configuration's per-step results + summary, for the report notebook to gather."""
-    from specact.nbutil import write_json
-
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    res.steps.to_json(d / "steps.jsonl", orient="records", lines=True)
-    write_json(d / "metrics.json", {"summary": res.summary(), "threshold": res.threshold, "meta": res.meta})
-
-
-def load_steps(directory: str | Path):
-    from specact.cascade import StepResults
-    from specact.nbutil import read_json
-
-    d = Path(directory)
-    m = read_json(d / "metrics.json")
-    steps = pd.read_json(d / "steps.jsonl", orient="records", lines=True)
-    return StepResults(m["summary"]["config"], steps, m["threshold"], m["meta"])

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from specact.config import build
+from specact.jsonable import to_jsonable
 from specact.config import PromptConfig
 
 
@@ -40,8 +41,6 @@ def prompt_config(prompt: dict) -> PromptConfig:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write metrics as JSON (``pm.record`` is gone: results live in files, not notebook metadata)."""
-    from specact.report import to_jsonable
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(to_jsonable(obj), indent=2, sort_keys=True))

@@ -385,3 +385,15 @@ def test_cli_prints_what_failed(monkeypatch, capsys, error, rc):
     assert str(error) in capsys.readouterr().err
     assert main(["run", "params/smoke.yaml", "--jobs", "2"]) == 2  # --jobs runs seeds side by side: needs --seeds
     assert "--jobs needs --seeds" in capsys.readouterr().err
+
+
+def test_training_stages_do_not_depend_on_the_report_code():
+    """A stage's key hashes the modules its notebook reaches: editing a figure must not re-run training."""
+    import nbformat
+
+    from specact.pipeline import NOTEBOOKS, module_closure
+
+    for name in ("01_data", "02_train_proposer", "03_train_verifier", "04_train_strong", "05_predict"):
+        nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        files = {p.name for p in module_closure("\n".join(c.source for c in nb.cells if c.cell_type == "code"))}
+        assert "report.py" not in files and "compare.py" not in files, name

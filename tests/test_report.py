@@ -102,7 +102,7 @@ def make_eval(root, n=90, splits=(("test", 0, 0.6), ("ood", 2, 0.45))):
         rows, _ = synthetic_predictions(n, seed=seed, p_cheap=p_cheap)
         d = root / "eval" / split
         for name, res in run_all(dev, rows, roles, EvalConfig())[0].items():
-            ev.save_steps(res, d / name)
+            res.save(d / name)
         signal_report(rows, roles, EvalConfig(), B, 0).to_csv(d / "signals.csv", index=False)  # as 06's D notebook does
         ev.write_rows(rows, d / "predictions.jsonl")
         (d / "roles.json").write_text(json.dumps(roles))
