@@ -15,7 +15,8 @@ import pandas as pd
 
 from specact.config import EvalConfig
 from specact.configurations import CONFIGURATIONS, NAMES, SIGNALS, THRESHOLDED
-from specact.predictions import Steps, finite
+from specact.jsonable import to_jsonable
+from specact.predictions import Steps
 from specact.thresholds import ThresholdChoice, choose, has_signal, operating_parts, prices
 
 METRICS = ("correct", "strict", "tool_name_correct", "call_exact")
@@ -64,7 +65,7 @@ class StepResults:
         d.mkdir(parents=True, exist_ok=True)
         self.steps.to_json(d / "steps.jsonl", orient="records", lines=True)
         body = {"summary": self.summary(), "threshold": self.threshold, "meta": self.meta}
-        (d / "metrics.json").write_text(json.dumps(finite(body), indent=2, sort_keys=True))
+        (d / "metrics.json").write_text(json.dumps(to_jsonable(body), indent=2, sort_keys=True))
 
     @classmethod
     def load(cls, directory) -> StepResults:
@@ -313,4 +314,4 @@ def save_split(ev: dict, directory) -> None:
              "choice": ev["type"]["choice"].asdict() if ev["type"]["choice"] else None,
              "strict": {"summary": strict["result"].summary(), "accuracy_ci": strict["accuracy_ci"]._asdict(),
                         "choice": strict["choice"].asdict() if strict["choice"] else None}}
-    (d / "extra.json").write_text(json.dumps(finite(extra), indent=1))
+    (d / "extra.json").write_text(json.dumps(to_jsonable(extra), indent=1))

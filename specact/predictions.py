@@ -45,17 +45,6 @@ def _plain(x):
     raise TypeError(f"not JSON-serialisable: {type(x).__name__}")
 
 
-def finite(obj):
-    """``obj`` with numpy values made plain and NaN / infinities as None (JSON has no such numbers)."""
-    if isinstance(obj, dict):
-        return {str(k): finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [finite(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    return None if isinstance(obj, float) and not np.isfinite(obj) else obj
-
-
 def read_rows(path: str | Path) -> list[dict]:
     with Path(path).open() as fh:
         return [json.loads(line) for line in fh if line.strip()]
