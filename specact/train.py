@@ -386,12 +386,3 @@ def load_trained(out_dir, spec: ModelSpec | None = None, task: str | None = None
     model = PeftModel.from_pretrained(base, str(mdir))
     return (model.merge_and_unload() if merge else model).eval(), tok
 
-
-def __getattr__(name: str):
-    """``specact.train.train_verifier``, the name notebook 03 still calls, resolved on first use so that
-    importing this module never imports :mod:`specact.verifier` (which imports the shared plumbing)."""
-    if name == "train_verifier":
-        from specact.verifier import train_verifier
-
-        return train_verifier
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
