@@ -137,7 +137,7 @@ class OptimConfig:
     def __post_init__(self):  # covers every role (subclass fields listed too): a zero learning rate trains nothing, exit 0
         _check(self, ">0", "learning_rate", *(("num_train_epochs",) if self.max_steps == 0 else ()))
         _check(self, ">=1", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "num_processes",
-               "logging_steps", "lora_r")
+               "logging_steps", "lora_r", "crossfit_batch_size")
         _check(self, ">=0", "max_steps", "eval_steps", "eval_examples", "early_stopping_patience", "lora_alpha", "save_steps",
                "crossfit_folds", "crossfit_max_steps", "crossfit_examples", "crossfit_weight")
         _check(self, "[0,1)", "warmup_ratio", "lora_dropout")
@@ -162,6 +162,7 @@ class ProposerConfig(TrainConfig):
     crossfit_folds: int = _help("K folds trained to predict their held-out fold, so the verifier sees the proposer's own mistakes (0 = none). Fold models train with the proposer's recipe (epochs, dev evaluation, early stopping).", default=0)
     crossfit_max_steps: int = _help("Optimizer steps of each cross-fit fold model (0 = the proposer's recipe).", default=0)
     crossfit_examples: int = _help("Held-out points predicted per fold (0 = the whole fold); a seeded sample.", default=0)
+    crossfit_batch_size: int = _help("Held-out points per batch when a fold model scores labels and generates calls. On a GPU, greedy generation of a small model is bound by per-token launch overhead, not arithmetic, so a wide batch costs about what a narrow one does.", default=16)
 
 
 @dataclass
@@ -196,12 +197,15 @@ class EvalConfig:
     batch_size: int = _help("Decision points per forward batch.", default=16)
     max_examples: int = _help("Evaluate at most this many decision points per split (0 = all; a seeded subsample, whole trajectories).", default=0)
     generate_calls: bool = _help("Generate tool name + arguments when the predicted type uses a tool.", default=True)
+    generate_batch_size: int = _help("Decision points per call-generation batch (0 = batch_size). Greedy decoding runs one forward per token; "
+                                     "on a GPU a small model's forward costs about the same at 16 rows as at 128 (launch-bound), so "
+                                     "generation wants wider batches than label scoring, whose prefill is arithmetic-bound.", default=0)
     max_new_tokens: int = _help("Upper cap on a generated call's tokens: each role's budget is the 99th percentile of the train "
                                 "split's gold calls + 16 tokens, at most this (evaluate.set_call_budgets).", default=64)
 
     def __post_init__(self):
         _check(self, ">=1", "n_samples", "bootstrap", "batch_size", "max_new_tokens")
-        _check(self, ">=0", "sample_temperature", "cost_strong", "cost_cheap", "cost_verifier", "max_examples")
+        _check(self, ">=0", "sample_temperature", "cost_strong", "cost_cheap", "cost_verifier", "max_examples", "generate_batch_size")
         _check(self, "(0,1]", "target_accept_precision")
 
 

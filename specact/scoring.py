@@ -377,12 +377,13 @@ def verifier_scores(model, tokenizer, records: list[dict], proposals: list[tuple
 
 def predict_role(model, tokenizer, records: list[dict], prompt_cfg: PromptConfig | None = None, batch_size: int = 16,
                  generate: bool = True, max_new_tokens: int = 64, quiet: bool = False, stop_early: bool = True,
-                 prompts: list[list[int]] | None = None) -> list[dict]:
+                 prompts: list[list[int]] | None = None, generate_batch_size: int | None = None) -> list[dict]:
     """One role's per-step predictions (DESIGN.md): ``{logp, pred, call, prompt_tokens, gen_tokens, seconds}``.
 
     ``seconds`` splits the measured wall time evenly: the batched scoring over all records, the
     generation over the records that generated a call. Prompts are tokenized once for both (or
-    taken from ``prompts``: roles that share a tokenizer share them).
+    taken from ``prompts``: roles that share a tokenizer share them). ``generate_batch_size``: rows
+    per generation batch (default ``batch_size``).
     """
     if prompts is None:
         prompts = [prompt_ids(tokenizer, r, prompt_cfg) for r in records]
@@ -391,7 +392,8 @@ def predict_role(model, tokenizer, records: list[dict], prompt_cfg: PromptConfig
     n = max(len(records), 1)
     gen = {"calls": [None] * len(records), "gen_tokens": np.zeros(len(records), dtype=int), "seconds": 0.0}
     if generate:
-        gen = generate_calls(model, tokenizer, records, preds, prompt_cfg, max_new_tokens, batch_size, quiet, stop_early, prompts)
+        gen = generate_calls(model, tokenizer, records, preds, prompt_cfg, max_new_tokens, generate_batch_size or batch_size,
+                             quiet, stop_early, prompts)
     n_gen = max(sum(uses_tool(p) for p in preds), 1)
     return [{"logp": res["logp"][i].tolist(), "pred": preds[i], "call": gen["calls"][i],
              "prompt_tokens": int(res["prompt_tokens"][i]), "gen_tokens": int(gen["gen_tokens"][i]),

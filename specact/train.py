@@ -334,9 +334,10 @@ def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConf
                                           records_dev=records_dev, eval_batch=batch_size)
         if not launch.is_main():
             continue  # process 0 predicts the held-out fold; the others wait for it in the next fold's DDP setup
-        res = score_labels(model, tok, held, prompt_cfg, batch_size, quiet=quiet)
+        held_bs = getattr(cfg, "crossfit_batch_size", batch_size)
+        res = score_labels(model, tok, held, prompt_cfg, held_bs, quiet=quiet)
         labels = [LABELS[j] for j in res["logp"].argmax(1)]
-        calls = generate_calls(model, tok, held, labels, prompt_cfg, max_new_tokens, batch_size, quiet=quiet)["calls"]
+        calls = generate_calls(model, tok, held, labels, prompt_cfg, max_new_tokens, held_bs, quiet=quiet)["calls"]
         metrics["heldout_acc"] = float(np.mean([lab == r["label"] for lab, r in zip(labels, held)]))
         (fdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
         shutil.rmtree(fdir / "checkpoints", ignore_errors=True)

@@ -127,3 +127,22 @@ def test_prediction_targets_cover_every_split_the_run_has_or_dev_and_the_file(tm
     ext = ev.prediction_targets(dd, cfg, 0, tmp_path / "ext.jsonl")
     assert list(ext) == ["dev", "external"] and [r["id"] for r in ext["external"]] == ["r0", "r1", "r2"]
     assert len(ev.prediction_targets(dd, EvalConfig(max_examples=2), 0)["dev"]) == 2  # whole trajectories, seeded
+
+
+def test_generation_batch_width_is_its_own_setting_and_changes_no_prediction(roles, monkeypatch):
+    import dataclasses
+
+    import specact.scoring as sc
+
+    widths = []
+    real = sc._generate_batch
+    monkeypatch.setattr(sc, "_generate_batch", lambda model, tok, seqs, *a: widths.append(len(seqs)) or real(model, tok, seqs, *a))
+    recs = _records(6)
+    narrow = ev.predict(recs, roles, CFG, PROMPT, seed=0, quiet=True)
+    assert widths and max(widths) <= CFG.batch_size
+    widths.clear()
+    wide = ev.predict(recs, roles, dataclasses.replace(CFG, generate_batch_size=64), PROMPT, seed=0, quiet=True)
+    assert max(widths) > CFG.batch_size  # every generation call (cheap, strong, E's samples) took the wide batch
+    for role in ("cheap", "strong"):
+        assert [r[role]["call"] for r in narrow] == [r[role]["call"] for r in wide]
+    assert [[s["call"] for s in r["samples"]] for r in narrow] == [[s["call"] for s in r["samples"]] for r in wide]

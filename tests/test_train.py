@@ -128,14 +128,21 @@ def test_resume_from_checkpoint(run_dir, tmp_path):
     assert m["steps"] == 3 and [e["step"] for e in hist if "loss" in e] == [1, 2, 3]  # steps 1-2 restored, not redone
 
 
-def test_crossfit_predicts_each_row_from_a_model_that_never_saw_its_trajectory(run_dir, tmp_path):
+def test_crossfit_predicts_each_row_from_a_model_that_never_saw_its_trajectory(run_dir, tmp_path, monkeypatch):
+    import specact.scoring as sc
+
+    widths = []  # held-out scoring and generation batch at crossfit_batch_size, not the caller's batch_size
+    for name, pos in (("score_labels", 4), ("generate_calls", 6)):  # the batch size's position in each signature
+        real = getattr(sc, name)
+        monkeypatch.setattr(sc, name, lambda *a, _real=real, _pos=pos, **k: widths.append(a[_pos]) or _real(*a, **k))
     folds = folds_by_trajectory(RECS, 2, 0)
     by_traj = {}
     for r, f in zip(RECS, folds):
         by_traj.setdefault(r["meta"]["trajectory_id"], set()).add(f)
     assert all(len(s) == 1 for s in by_traj.values()) and set(folds) == {0, 1}
-    rows = crossfit(RECS[:12], _cfg(max_steps=5, crossfit_max_steps=2), PROMPT, 2, tmp_path / "proposer", 0, run_dir,
-                    max_new_tokens=4, quiet=True)
+    rows = crossfit(RECS[:12], _cfg(max_steps=5, crossfit_max_steps=2, crossfit_batch_size=5), PROMPT, 2,
+                    tmp_path / "proposer", 0, run_dir, max_new_tokens=4, quiet=True)
+    assert widths and set(widths) == {5}
     assert [r["id"] for r in rows] == [r["id"] for r in RECS[:12]]
     for f in (0, 1):  # fold models train crossfit_max_steps, not the proposer's max_steps
         assert json.loads((tmp_path / "proposer" / "crossfit" / f"fold{f}" / "metrics.json").read_text())["steps"] == 2
