@@ -237,6 +237,12 @@ def test_crossfit_pairs_and_dataset(dd):
     vp = build.verifier_pairs_dataset({"train": recs, "dev": recs[:5]}, 1, seed=0, crossfit=preds)
     assert set(vp) == {"train", "dev"} and vp["train"].column_names == ["id", "record", "label", "call", "accept", "kind", "logp", "weight"]
     assert sum(vp["train"]["accept"]) == 20 + 10 and "crossfit" in set(vp["train"]["kind"])
+    # the proposer's distribution rides on real proposals only: on synthetic pairs the proposed label's
+    # probability in it is a shortcut (gold = top label) that real proposals (always the top label) lack
+    lp = [0.0] * 9
+    vp = build.verifier_pairs_dataset({"train": recs, "dev": recs[:5]}, 1, seed=0, crossfit=[dict(p, logp=lp) for p in preds])
+    rows = vp["train"].to_pandas()
+    assert (rows.loc[rows["kind"] == "crossfit", "logp"] != "").all() and (rows.loc[rows["kind"] != "crossfit", "logp"] == "").all()
 
 
 # ---------------------------------------------------------------- views
