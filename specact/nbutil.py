@@ -82,6 +82,6 @@ def learning_curves(out_dir: str | Path, title: str = "learning curves"):
     if metrics.get("best_step"):
         ax.axvline(metrics["best_step"], color="grey", linestyle="--", label="best dev loss (kept)")
         ax.legend()
-    acc = metrics.get("dev_acc")
-    ax.set_title(title + (f" - dev accuracy at the end {acc:.3f}" if acc is not None else ""))
+    dev_acc = metrics.get("dev_acc")
+    ax.set_title(title + (f" - dev accuracy at the end {dev_acc:.3f}" if dev_acc is not None else ""))
     return fig

@@ -218,21 +218,21 @@ def code_key(nb_path: Path, package_dir: Path = PACKAGE) -> str:
     nb = nbformat.read(nb_path, as_version=4)
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     data = [f for f in package_dir.rglob("*") if f.is_file() and f.suffix not in (".py", ".pyc")]
-    h = hashlib.sha256()
-    for f in sorted(module_closure(source, package_dir)) + sorted(data):
-        h.update(str(f.relative_to(package_dir)).encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
+    digest = hashlib.sha256()
+    for file in sorted(module_closure(source, package_dir)) + sorted(data):
+        digest.update(str(file.relative_to(package_dir)).encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def stage_key(nb_path: Path, params: dict, upstream: list[str], code: str = "") -> str:
     """Content key of a stage: notebook bytes, parameters, library source, and what its upstream stages produced."""
-    h = hashlib.sha256()
-    h.update(nb_path.read_bytes())
-    h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    h.update(code.encode())
-    for k in sorted(upstream):  # records store upstream tokens by name: order-free
-        h.update(k.encode() + b"\0")
-    return h.hexdigest()[:16]
+    digest = hashlib.sha256()
+    digest.update(nb_path.read_bytes())
+    digest.update(json.dumps(params, sort_keys=True, default=str).encode())
+    digest.update(code.encode())
+    for token in sorted(upstream):  # records store upstream tokens by name: order-free
+        digest.update(token.encode() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- stage records
@@ -244,9 +244,9 @@ def collect_outputs(outputs: list[Output], root: Path) -> tuple[dict[str, str], 
         matched = sorted(out.base.glob(out.pattern)) if out.base.is_dir() else []
         if not matched and out.required:
             missing.append(str(out.base / out.pattern))
-        for m in matched:
-            for f in [m] if m.is_file() else sorted(x for x in m.rglob("*") if x.is_file()):
-                files[os.path.relpath(f, root)] = _sha256(f)
+        for match in matched:
+            for file in [match] if match.is_file() else sorted(x for x in match.rglob("*") if x.is_file()):
+                files[os.path.relpath(file, root)] = _sha256(file)
     return files, missing
 
 
@@ -658,27 +658,28 @@ def reusable_dev_predictions(run_dir: Path, notebooks: Path = NOTEBOOKS, package
     run's params, so reusing the rows reuses the run's chosen thresholds.
     """
     root, stages = run_dir.parent.parent, run_dir / "stages"
-    pred = read_record(stages / "predict.json")
-    if pred.get("status") != "ok" or "outputs" not in pred or not pred.get("upstream"):
+    predict_record = read_record(stages / "predict.json")
+    upstream = predict_record.get("upstream")
+    if predict_record.get("status") != "ok" or "outputs" not in predict_record or not upstream:
         return None, "the run has no content-hashed predict record"
-    for dep, token in pred["upstream"].items():
-        rec = read_record(stages / f"{dep}.json")
-        why = check_record(rec, rec.get("key", ""), root)
-        if why or record_token(rec) != token:
+    for dep, token in upstream.items():
+        dep_record = read_record(stages / f"{dep}.json")
+        why = check_record(dep_record, dep_record.get("key", ""), root)
+        if why or record_token(dep_record) != token:
             return None, f"{dep}: {why}" if why else f"{dep} was redone after the run's predictions were made"
     cfg = load_params(run_dir / "params.yaml")
     paths = RunPaths.for_run(cfg.run_id, root)
-    st = next(s for s in stages_for(cfg) if s.name == "predict")
-    nb = notebooks / st.notebook
-    key = stage_key(nb, st.params(cfg, paths), [f"{d}={t}" for d, t in pred["upstream"].items()], code_key(nb, package))
-    if key != pred["key"]:
+    predict = next(stage for stage in stages_for(cfg) if stage.name == "predict")
+    nb = notebooks / predict.notebook
+    key = stage_key(nb, predict.params(cfg, paths), [f"{d}={t}" for d, t in upstream.items()], code_key(nb, package))
+    if key != predict_record["key"]:
         return None, "the run's predict stage is not current (its params, notebook or library code changed)"
-    for rel, digest in sorted(pred["outputs"].items()):
-        p = Path(rel)
-        if p.name == "predictions_dev.jsonl" or (p.name == "predictions.jsonl" and p.parent.name == "dev"):
-            f = root / rel
-            if f.is_file() and _sha256(f) == digest:
-                return f, ""
+    for rel, digest in sorted(predict_record["outputs"].items()):
+        rows_file = Path(rel)
+        in_dev_folder = rows_file.name == "predictions.jsonl" and rows_file.parent.name == "dev"
+        if rows_file.name == "predictions_dev.jsonl" or in_dev_folder:
+            if (root / rel).is_file() and _sha256(root / rel) == digest:
+                return root / rel, ""
             return None, f"{rel} is missing or changed"
     return None, "the run's predict stage recorded no dev predictions"
 

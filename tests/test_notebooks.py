@@ -112,3 +112,18 @@ def test_readme_notebook_table_names_every_parameter():
     for path in ALL:
         named = set(re.findall(r"`(\w+)`", rows[path.stem]))
         assert set(_parameters(path)) - {"run_dir", "seed"} <= named, path.stem
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_every_name_a_notebook_reads_is_defined_in_it(path):
+    """A section field read bare (``split`` for ``cfg.split``) would be a NameError only when the stage runs."""
+    import builtins
+
+    tree = ast.parse(_code(path))
+    names = [n for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    defined = {n.id for n in names if isinstance(n.ctx, ast.Store)}
+    defined |= {a.asname or a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                for a in n.names}
+    defined |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.Lambda) for a in n.args.args}
+    undefined = {n.id for n in names if isinstance(n.ctx, ast.Load)} - defined - set(dir(builtins))
+    assert undefined == set(), f"{path.name} reads names it never defines: {sorted(undefined)}"
