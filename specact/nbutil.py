@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 from pathlib import Path
@@ -10,7 +9,6 @@ from typing import Any
 
 from specact.config import build
 from specact.jsonable import to_jsonable
-from specact.config import PromptConfig
 
 
 def setup(seed: int = 0) -> None:
@@ -25,18 +23,15 @@ def setup(seed: int = 0) -> None:
     sns.set_theme(context="notebook", style="whitegrid")
 
 
-def section(cls, namespace: dict[str, Any]):
-    """Build dataclass ``cls`` from the notebook's parameters (the names in ``namespace``).
+def section_dict(cls, values: dict | None):
+    """One params section, passed to a notebook as one dict parameter, as dataclass ``cls``.
 
-    Papermill only warns about unknown parameters; the runner rejects them before a stage
-    starts, and this re-validates types for a notebook run by hand.
+    The runner passes the run's resolved section; a notebook run by hand may pass ``{}`` (the dataclass
+    defaults, stated only in specact/config.py) or any subset of the fields. An unknown key or a
+    wrongly-typed value raises :class:`specact.config.ParamsError` naming it -- papermill would only
+    warn about an unknown parameter, and a dict's keys it does not see at all.
     """
-    names = [f.name for f in dataclasses.fields(cls)]
-    return build(cls, {k: namespace[k] for k in names if k in namespace})
-
-
-def prompt_config(prompt: dict) -> PromptConfig:
-    return build(PromptConfig, dict(prompt))
+    return build(cls, dict(values or {}))
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
@@ -72,12 +67,6 @@ def show(fig, name: str | None = None, dpi: int = 110) -> None:
     plt.close(fig)  # a no-op for a figure pyplot does not manage
 
 
-def section_dict(cls, values: dict | None):
-    """A params section passed to a notebook as one dict (the runner passes the run's resolved values;
-    a notebook run by hand may pass ``{}``: the dataclass defaults, stated only in specact/config.py)."""
-    return build(cls, dict(values or {}))
-
-
 def learning_curves(out_dir: str | Path, title: str = "learning curves"):
     """Training and dev loss against the optimizer step (``loss_curve.csv`` written by training), the
     best dev checkpoint marked, and the dev accuracy at the end (``metrics.json``) in the title."""
@@ -93,11 +82,6 @@ def learning_curves(out_dir: str | Path, title: str = "learning curves"):
     if metrics.get("best_step"):
         ax.axvline(metrics["best_step"], color="grey", linestyle="--", label="best dev loss (kept)")
         ax.legend()
-    acc = metrics.get("dev_acc")
-    ax.set_title(title + (f" - dev accuracy at the end {acc:.3f}" if acc is not None else ""))
+    dev_acc = metrics.get("dev_acc")
+    ax.set_title(title + (f" - dev accuracy at the end {dev_acc:.3f}" if dev_acc is not None else ""))
     return fig
-
-
-def loss_curve(out_dir: str | Path, title: str = "training loss"):
-    """The learning curves (kept under this name for notebooks that call it)."""
-    return learning_curves(out_dir, title)

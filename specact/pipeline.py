@@ -91,46 +91,70 @@ class RunPaths:
         return cls(root / "runs" / run_id, root / "reports" / run_id)
 
 
-def _common(cfg: StudyConfig, p: RunPaths) -> dict:
-    return {"run_dir": str(p.run_dir), "seed": cfg.seed, "prompt": to_dict(cfg.prompt)}
+def _run_params(cfg: StudyConfig, run_dir: Path) -> dict:
+    """What every stage notebook gets besides its sections: the run's directory and training seed."""
+    return {"run_dir": str(run_dir), "seed": cfg.seed}
+
+
+def _role_params(section: str, parameter: str) -> Callable[[StudyConfig, RunPaths], dict]:
+    """A training stage's parameters: the prompt section and the role's section, each one dict
+    (``parameter``: the notebook's name for it; 02 and 04 call either SFT role's section ``train``)."""
+    return lambda cfg, paths: {**_run_params(cfg, paths.run_dir), "prompt": to_dict(cfg.prompt),
+                               parameter: to_dict(getattr(cfg, section))}
+
+
+def _evaluation_params(cfg: StudyConfig, run_dir: Path, eval_dir: Path) -> dict:
+    """What notebooks 05, 06 and 07 share: the eval section as one dict and the folder of the prediction rows."""
+    return {**_run_params(cfg, run_dir), "eval": to_dict(cfg.eval), "eval_dir": str(eval_dir)}
+
+
+def _predict_params(cfg: StudyConfig, run_dir: Path, eval_dir: Path, data_file: str = "") -> dict:
+    return {**_evaluation_params(cfg, run_dir, eval_dir), "prompt": to_dict(cfg.prompt),
+            "data_seed": cfg.split_seed, "data_file": data_file}
+
+
+def _eval_dir(paths: RunPaths) -> Path:
+    return paths.run_dir / "eval" / "test"
 
 
 def _trained(role: str) -> Callable[[StudyConfig, RunPaths], list[Output]]:
     # The BPE tokenizer (from-config profiles only) is written by whichever training stage needs it first.
-    return lambda c, p: [Output(p.run_dir, role), Output(p.run_dir, "tokenizer-bpe-*", required=False)]
+    return lambda cfg, paths: [Output(paths.run_dir, role), Output(paths.run_dir, "tokenizer-bpe-*", required=False)]
 
 
 def stages_for(cfg: StudyConfig) -> list[Stage]:
-    """The stage graph of a run: data, three trainings, predictions, one eval per configuration, report."""
-    eval_dir = lambda p: str(p.run_dir / "eval" / "test")  # noqa: E731
+    """The stage graph of a run: data, three trainings, predictions, one eval per configuration, report.
+
+    Each config section reaches its notebook as one dict parameter (``data``, ``prompt``, ``train`` /
+    ``verifier``, ``eval``), built into its dataclass there by :func:`specact.nbutil.section_dict`.
+    """
     out = [
-        Stage("data", "01_data.ipynb", (), lambda c, p: {**_common(c, p), **to_dict(c.data), "seed": c.split_seed},
-              lambda c, p: [Output(p.run_dir, "data")]),
-        Stage("train_proposer", "02_train_proposer.ipynb", ("data",), lambda c, p: {**_common(c, p), "train": to_dict(c.proposer)},
-              _trained("proposer")),
-        Stage("train_verifier", "03_train_verifier.ipynb", ("data", "train_proposer"), lambda c, p: {**_common(c, p), **to_dict(c.verifier)},
+        Stage("data", "01_data.ipynb", (),
+              lambda cfg, paths: {**_run_params(cfg, paths.run_dir), "seed": cfg.split_seed, "data": to_dict(cfg.data)},
+              lambda cfg, paths: [Output(paths.run_dir, "data")]),
+        Stage("train_proposer", "02_train_proposer.ipynb", ("data",), _role_params("proposer", "train"), _trained("proposer")),
+        Stage("train_verifier", "03_train_verifier.ipynb", ("data", "train_proposer"), _role_params("verifier", "verifier"),
               _trained("verifier")),
-        Stage("train_strong", "04_train_strong.ipynb", ("data",), lambda c, p: {**_common(c, p), "train": to_dict(c.strong)},
-              _trained("strong")),
+        Stage("train_strong", "04_train_strong.ipynb", ("data",), _role_params("strong", "train"), _trained("strong")),
         Stage(
             "predict", "05_predict.ipynb", ("train_proposer", "train_verifier", "train_strong"),
-            lambda c, p: {**_common(c, p), **to_dict(c.eval), "data_seed": c.split_seed, "data_file": "", "eval_dir": eval_dir(p)},
+            lambda cfg, paths: _predict_params(cfg, paths.run_dir, _eval_dir(paths)),
             # every split's prediction rows and role summaries, wherever under eval/ the notebook puts them
-            lambda c, p: [Output(p.run_dir / "eval", "**/predictions*.jsonl"), Output(p.run_dir / "eval", "**/roles*.json", required=False)],
+            lambda cfg, paths: [Output(paths.run_dir / "eval", "**/predictions*.jsonl"),
+                                Output(paths.run_dir / "eval", "**/roles*.json", required=False)],
         ),
     ]
     for conf in cfg.configurations:
         out.append(Stage(
             f"eval_{conf}", "06_evaluate.ipynb", ("predict",),
-            lambda c, p, conf=conf: {"run_dir": str(p.run_dir), "seed": c.seed, **to_dict(c.eval), "configuration": conf, "eval_dir": eval_dir(p)},
+            lambda cfg, paths, conf=conf: {**_evaluation_params(cfg, paths.run_dir, _eval_dir(paths)), "configuration": conf},
             # optional: a configuration whose role the predictions lack (e.g. no linear baseline) writes nothing
-            lambda c, p, conf=conf: [Output(p.run_dir / "eval", f"**/{conf}", required=False)],
+            lambda cfg, paths, conf=conf: [Output(paths.run_dir / "eval", f"**/{conf}", required=False)],
         ))
     out.append(Stage(
         "report", "07_report.ipynb", tuple(f"eval_{c}" for c in cfg.configurations),
-        lambda c, p: {"run_dir": str(p.run_dir), "seed": c.seed, **to_dict(c.eval), "configurations": list(c.configurations),
-                      "eval_dir": eval_dir(p), "report_dir": str(p.report_dir)},
-        lambda c, p: [Output(p.report_dir, name) for name in ("results.json", "report.md", "report.html")],
+        lambda cfg, paths: {**_evaluation_params(cfg, paths.run_dir, _eval_dir(paths)), "report_dir": str(paths.report_dir)},
+        lambda cfg, paths: [Output(paths.report_dir, name) for name in ("results.json", "report.md", "report.html")],
     ))
     return out
 
@@ -194,21 +218,21 @@ def code_key(nb_path: Path, package_dir: Path = PACKAGE) -> str:
     nb = nbformat.read(nb_path, as_version=4)
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     data = [f for f in package_dir.rglob("*") if f.is_file() and f.suffix not in (".py", ".pyc")]
-    h = hashlib.sha256()
-    for f in sorted(module_closure(source, package_dir)) + sorted(data):
-        h.update(str(f.relative_to(package_dir)).encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
+    digest = hashlib.sha256()
+    for file in sorted(module_closure(source, package_dir)) + sorted(data):
+        digest.update(str(file.relative_to(package_dir)).encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def stage_key(nb_path: Path, params: dict, upstream: list[str], code: str = "") -> str:
     """Content key of a stage: notebook bytes, parameters, library source, and what its upstream stages produced."""
-    h = hashlib.sha256()
-    h.update(nb_path.read_bytes())
-    h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    h.update(code.encode())
-    for k in sorted(upstream):  # records store upstream tokens by name: order-free
-        h.update(k.encode() + b"\0")
-    return h.hexdigest()[:16]
+    digest = hashlib.sha256()
+    digest.update(nb_path.read_bytes())
+    digest.update(json.dumps(params, sort_keys=True, default=str).encode())
+    digest.update(code.encode())
+    for token in sorted(upstream):  # records store upstream tokens by name: order-free
+        digest.update(token.encode() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- stage records
@@ -220,9 +244,9 @@ def collect_outputs(outputs: list[Output], root: Path) -> tuple[dict[str, str], 
         matched = sorted(out.base.glob(out.pattern)) if out.base.is_dir() else []
         if not matched and out.required:
             missing.append(str(out.base / out.pattern))
-        for m in matched:
-            for f in [m] if m.is_file() else sorted(x for x in m.rglob("*") if x.is_file()):
-                files[os.path.relpath(f, root)] = _sha256(f)
+        for match in matched:
+            for file in [match] if match.is_file() else sorted(x for x in match.rglob("*") if x.is_file()):
+                files[os.path.relpath(file, root)] = _sha256(file)
     return files, missing
 
 
@@ -634,39 +658,41 @@ def reusable_dev_predictions(run_dir: Path, notebooks: Path = NOTEBOOKS, package
     run's params, so reusing the rows reuses the run's chosen thresholds.
     """
     root, stages = run_dir.parent.parent, run_dir / "stages"
-    pred = read_record(stages / "predict.json")
-    if pred.get("status") != "ok" or "outputs" not in pred or not pred.get("upstream"):
+    predict_record = read_record(stages / "predict.json")
+    upstream = predict_record.get("upstream")
+    if predict_record.get("status") != "ok" or "outputs" not in predict_record or not upstream:
         return None, "the run has no content-hashed predict record"
-    for dep, token in pred["upstream"].items():
-        rec = read_record(stages / f"{dep}.json")
-        why = check_record(rec, rec.get("key", ""), root)
-        if why or record_token(rec) != token:
+    for dep, token in upstream.items():
+        dep_record = read_record(stages / f"{dep}.json")
+        why = check_record(dep_record, dep_record.get("key", ""), root)
+        if why or record_token(dep_record) != token:
             return None, f"{dep}: {why}" if why else f"{dep} was redone after the run's predictions were made"
     cfg = load_params(run_dir / "params.yaml")
     paths = RunPaths.for_run(cfg.run_id, root)
-    st = next(s for s in stages_for(cfg) if s.name == "predict")
-    nb = notebooks / st.notebook
-    key = stage_key(nb, st.params(cfg, paths), [f"{d}={t}" for d, t in pred["upstream"].items()], code_key(nb, package))
-    if key != pred["key"]:
+    predict = next(stage for stage in stages_for(cfg) if stage.name == "predict")
+    nb = notebooks / predict.notebook
+    key = stage_key(nb, predict.params(cfg, paths), [f"{d}={t}" for d, t in upstream.items()], code_key(nb, package))
+    if key != predict_record["key"]:
         return None, "the run's predict stage is not current (its params, notebook or library code changed)"
-    for rel, digest in sorted(pred["outputs"].items()):
-        p = Path(rel)
-        if p.name == "predictions_dev.jsonl" or (p.name == "predictions.jsonl" and p.parent.name == "dev"):
-            f = root / rel
-            if f.is_file() and _sha256(f) == digest:
-                return f, ""
+    for rel, digest in sorted(predict_record["outputs"].items()):
+        rows_file = Path(rel)
+        in_dev_folder = rows_file.name == "predictions.jsonl" and rows_file.parent.name == "dev"
+        if rows_file.name == "predictions_dev.jsonl" or in_dev_folder:
+            if (root / rel).is_file() and _sha256(root / rel) == digest:
+                return root / rel, ""
             return None, f"{rel} is missing or changed"
     return None, "the run's predict stage recorded no dev predictions"
 
 
 def _external_plan(cfg: StudyConfig, run_dir: Path, data_file: Path, out: Path, dev_rows: Path | None) -> list[Stage]:
-    common = {"run_dir": str(run_dir), "seed": cfg.seed, **to_dict(cfg.eval), "eval_dir": str(out / "eval")}
-    predict = {**common, "prompt": to_dict(cfg.prompt), "data_seed": cfg.split_seed, "data_file": str(data_file)}
+    evaluation = _evaluation_params(cfg, run_dir, out / "eval")
+    predict = _predict_params(cfg, run_dir, out / "eval", str(data_file))
     if dev_rows is not None:
         predict["dev_predictions"] = str(dev_rows)
-    plan = [Stage("predict", "05_predict.ipynb", (), lambda c, p: predict)]
-    plan += [Stage(f"eval_{c}", "06_evaluate.ipynb", (), lambda _c, p, c=c: {**common, "configuration": c}) for c in cfg.configurations]
-    plan.append(Stage("report", "07_report.ipynb", (), lambda c, p: {**common, "configurations": list(c.configurations), "report_dir": str(out)}))
+    plan = [Stage("predict", "05_predict.ipynb", (), lambda cfg, paths: predict)]
+    plan += [Stage(f"eval_{conf}", "06_evaluate.ipynb", (), lambda cfg, paths, conf=conf: {**evaluation, "configuration": conf})
+             for conf in cfg.configurations]
+    plan.append(Stage("report", "07_report.ipynb", (), lambda cfg, paths: {**evaluation, "report_dir": str(out)}))
     return plan
 
 

@@ -38,7 +38,7 @@ def test_every_stage_ran_and_wrote_its_notebook(smoke):
 def test_artifacts(smoke):
     root, _ = smoke
     run = root / "runs" / "smoke"
-    for p in ("params.yaml", "data/decisions", "data/verifier_pairs", "data/datacard.json", "data/jsonl/test.jsonl",
+    for p in ("params.yaml", "data/decisions", "data/datacard.json", "data/jsonl/test.jsonl",
               "proposer/model", "proposer/metrics.json", "proposer/crossfit.jsonl", "verifier/calibration.json",
               "strong/model", "eval/test/predictions.jsonl", "eval/test/predictions_dev.jsonl"):
         assert (run / p).exists(), p

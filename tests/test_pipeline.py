@@ -12,7 +12,7 @@ import time
 import nbformat
 import pytest
 
-from specact.config import ParamsError, load_params
+from specact.config import ParamsError, load_params, to_dict
 from specact.pipeline import (
     PACKAGE, OutputExistsError, RunExistsError, RunLockedError, RunPaths, StageError, evaluate_external,
     reusable_dev_predictions, run_lock, run_seeds, run_study, stages_for,
@@ -128,9 +128,9 @@ def test_unknown_parameter_fails_before_any_stage(study, tmp_path):
 def test_notebook_missing_a_parameter_fails_before_any_stage(study):
     params, paths, nbs, run = study
     nb = nbformat.read(nbs / "03_train_verifier.ipynb", as_version=4)
-    nb.cells[0].source = nb.cells[0].source.replace("learning_rate", "lr")
+    nb.cells[0].source = nb.cells[0].source.replace("verifier =", "verifier_section =")
     nbformat.write(nb, nbs / "03_train_verifier.ipynb")
-    with pytest.raises(ParamsError, match=r"03_train_verifier.ipynb does not declare parameter\(s\) \['learning_rate'\]"):
+    with pytest.raises(ParamsError, match=r"03_train_verifier.ipynb does not declare parameter\(s\) \['verifier'\]"):
         run()
     assert not paths.run_dir.exists()
 
@@ -280,6 +280,29 @@ def test_data_seed_defaults_to_seed_and_feeds_the_data_and_predict_stages(tmp_pa
     assert by_name["train_strong"]["seed"] == 3
     with pytest.raises(ParamsError, match="data_seed"):
         load_params(params, {"data_seed": -2})
+
+
+def test_each_section_reaches_its_notebook_as_one_dict(tmp_path):
+    """Every field of a section (fields added later too) travels inside its dict; none is passed flat."""
+    params, paths, nbs, _ = make_study(tmp_path, "run_id: toy\nconfigurations: [B, D]\neval:\n  bootstrap: 7\n"
+                                                 "verifier:\n  crossfit_weight: 3\n")
+    cfg = load_params(params)
+    by_name = {st.name: st.params(cfg, paths) for st in stages_for(cfg)}
+    sections = {"data": {"data": "data"}, "train_proposer": {"prompt": "prompt", "train": "proposer"},
+                "train_verifier": {"prompt": "prompt", "verifier": "verifier"},
+                "train_strong": {"prompt": "prompt", "train": "strong"},
+                "predict": {"prompt": "prompt", "eval": "eval"}, "eval_B": {"eval": "eval"}, "eval_D": {"eval": "eval"},
+                "report": {"eval": "eval"}}
+    flat = {f for section in ("data", "prompt", "proposer", "verifier", "strong", "eval")
+            for f in to_dict(getattr(cfg, section))}
+    for stage, expected in sections.items():
+        got = by_name[stage]
+        assert {k for k, v in got.items() if isinstance(v, dict)} == set(expected), stage
+        for parameter, section in expected.items():
+            assert got[parameter] == to_dict(getattr(cfg, section)), (stage, parameter)
+        assert not flat & set(got), (stage, sorted(flat & set(got)))
+    assert by_name["eval_D"]["eval"]["bootstrap"] == 7 and by_name["train_verifier"]["verifier"]["crossfit_weight"] == 3
+    assert by_name["eval_D"]["configuration"] == "D" and by_name["report"]["report_dir"] == str(paths.report_dir)
 
 
 def test_evaluate_refuses_to_overwrite_and_reuses_dev(study, tmp_path):
