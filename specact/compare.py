@@ -56,7 +56,8 @@ def _signals(tables: dict) -> tuple[dict, dict]:
 
 def load_results(path: str | Path) -> pd.DataFrame:
     """One run's results as a DataFrame: one row per split and configuration, with accuracy and
-    its 95% interval, nominal and measured cost, accept rate and precision, McNemar p vs A and B,
+    its 95% interval, nominal and measured cost, accept rate and precision, p vs A and B (the report's
+    paired cluster test; McNemar in reports rendered before it),
     the threshold sweep's APGR and cost to close 50/80/95% of B→A (thresholded rows), the
     verifier's AUROC on the report's main split, and the run's id, commit and date."""
     f = results_file(path)
