@@ -13,7 +13,6 @@ Tables are shown with :func:`show_table` (HTML in the notebook, Markdown in ``re
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path

@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from specact.compare import _split_tables, results_file
+from specact.compare import _split_tables, results_file, write_texts
 from specact.report import REPORTED_SPLITS, describe, markdown_table
 from specact.stats import across_seeds
 
 MEASURES = ("accuracy", "measured cost", "AUROC", "APGR")  # the table's order; accuracy and AUROC carry intervals
 PERCENT = ("accuracy",)  # shown in percent; the others with 2 decimals
+CONFIG_MEASURES = ("accuracy", "measured cost")  # measures of a configuration (the others: of a signal or curve)
 
 
 def seed_of(res: dict, path: Path) -> tuple[str, int | str]:
@@ -96,7 +97,8 @@ def _order(df: pd.DataFrame, keys: list[tuple]) -> pd.DataFrame:
 
 
 def seed_table(paths) -> pd.DataFrame:
-    """One row per split, item (configuration, signal or curve) and measure: ``n_seeds, mean, std``
+    """One row per split, item (configuration, signal or curve; ``description``: what a configuration ran,
+    as its report named it) and measure: ``n_seeds, mean, std``
     (sample sd), ``min, max``, and per seed ``s<seed>`` (its value), ``s<seed>_lo``, ``s<seed>_hi``
     (its 95% cluster-bootstrap interval where the measure has one). A seed where a measure is
     undefined (no B→A gap: no APGR) is left out of that row's summary and shows NaN."""
@@ -104,11 +106,12 @@ def seed_table(paths) -> pd.DataFrame:
     seeds = sorted(loaded, key=lambda s: (isinstance(s, str), s))
     measures = {s: seed_measures(loaded[s]) for s in seeds}
     summary = across_seeds(measures)
+    names = {k: v for s in reversed(seeds) for k, v in (loaded[s].get("descriptions") or {}).items()}
     rows = []
     for _, r in summary.iterrows():
         split, item, measure = r["metric"]
-        row = {"split": split, "item": item, "measure": measure, "n_seeds": r["n_seeds"], "mean": r["mean"],
-               "std": r["std"], "min": r["min"], "max": r["max"]}
+        row = {"split": split, "item": item, "description": names.get(item) if measure in CONFIG_MEASURES else None,
+               "measure": measure, "n_seeds": r["n_seeds"], "mean": r["mean"], "std": r["std"], "min": r["min"], "max": r["max"]}
         for s in seeds:
             est, lo, hi = r["per_seed"].get(s, [np.nan] * 3)
             row.update({f"s{s}": est, f"s{s}_lo": lo, f"s{s}_hi": hi})
@@ -160,9 +163,9 @@ def seed_tables(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         d = df[df["measure"] == measure]
         if d.empty:
             continue
-        label = {"accuracy": "configuration", "measured cost": "configuration", "AUROC": "signal"}.get(measure, "curve")
-        shown = pd.DataFrame({"split": d["split"].to_numpy(),
-                              label: [describe(i) if label == "configuration" else i for i in d["item"]]})
+        label = "configuration" if measure in CONFIG_MEASURES else "signal" if measure == "AUROC" else "curve"
+        shown = pd.DataFrame({"split": d["split"].to_numpy(), label: [
+            (x if isinstance(x, str) else describe(i)) if label == "configuration" else i for i, x in zip(d["item"], d["description"])]})
         cells = pd.DataFrame([_cells(r, seeds) for _, r in d.iterrows()])
         out.append((CAPTIONS[measure].format(k=len(seeds)), pd.concat([shown, cells], axis=1)))
     return out
@@ -174,10 +177,4 @@ def write_seeds(df: pd.DataFrame, out_dir: str | Path | None = None) -> dict[str
     tables = seed_tables(df)
     md = "\n\n".join(f"**{cap}**\n\n{markdown_table(t)}" for cap, t in tables)
     html = "\n".join(f"<p><b>{cap}</b></p>\n" + t.to_html(index=False, border=0, na_rep="–") for cap, t in tables)
-    if out_dir:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "seeds.md").write_text(md + "\n")
-        (out / "seeds.html").write_text(html)
-        df.replace({np.nan: None}).to_csv(out / "seeds.csv", index=False)
-    return {"markdown": md, "html": html}
+    return write_texts(md, html, df, out_dir, "seeds")

@@ -46,6 +46,53 @@ def test_config_table_and_headline(run):
     assert not app.map(lambda v: isinstance(v, str) and "0000000" in v).any().any()  # no float noise
 
 
+def test_p_values_and_intervals_are_the_cluster_ones(run):
+    """Every p-value of the table is stats.paired_cluster_test over the steps' scenario groups, and every
+    accuracy interval the cluster bootstrap over the same groups (a step-level test or interval fails)."""
+    from specact.stats import cluster_bootstrap_ci, paired_cluster_test
+
+    test, results, _, t, _ = run
+    groups = [r["group"] for r in test]  # the rows' scenario groups (4 steps each)
+    t = t.set_index("config")
+    assert (t["n_clusters"] == len(set(groups))).all() and len(set(groups)) < len(test)
+    for name, res in results.items():
+        s = res.steps
+        assert list(s["group"]) == groups
+        acc = cluster_bootstrap_ci(s["correct"].astype(float), groups, B, 0)
+        assert (t.loc[name, "accuracy_lo"], t.loc[name, "accuracy_hi"]) == pytest.approx((acc.low, acc.high))
+        for ref in ("A", "B"):
+            if ref == name:
+                continue
+            want = paired_cluster_test(s["correct"].astype(float), results[ref].steps["correct"].astype(float), groups, B, 0)
+            assert t.loc[name, f"p_vs_{ref}"] == pytest.approx(want.pvalue), (name, ref)
+    # Clustering matters here: the same test with steps as independent clusters gives another p.
+    d, a = results["D"].steps["correct"].astype(float), results["A"].steps["correct"].astype(float)
+    assert paired_cluster_test(d, a, None, B, 0).pvalue != pytest.approx(t.loc["D", "p_vs_A"])
+    head = report.headline_table(t.reset_index())
+    assert {"p vs A (paired cluster test)", "p vs B (paired cluster test)"} <= set(head.columns)
+    vs_random = report.paired_p(results["D"], results["random"], B)  # D against random acceptance in expectation
+    text = report.written_finding(results, t.reset_index(), n_resamples=B)
+    assert (f"adds {100 * vs_random.diff:+.1f} points [{100 * vs_random.low:+.1f}, {100 * vs_random.high:+.1f}] "
+            f"(paired cluster test {report.p_text(vs_random.pvalue)})") in text
+
+
+def test_per_source_and_verifier_intervals_are_cluster_bootstraps(run):
+    from specact.stats import cluster_auroc, cluster_bootstrap_ci
+
+    test, results, _, _, _ = run
+    ps = report.per_source_table(results, n_resamples=B).set_index(["config", "source"])
+    s = results["B"].steps
+    on = (s["domain"] == "bfcl:A").to_numpy()
+    want = cluster_bootstrap_ci(s["correct"].astype(float)[on], s["group"][on], B, 0)
+    got = ps.loc[("B", "bfcl:A")]
+    assert (got["accuracy"], got["accuracy_lo"], got["accuracy_hi"]) == pytest.approx(tuple(want))
+    assert got["n_clusters"] == len(set(s["group"][on])) < got["n"]
+    q = report.verifier_quality(test, n_resamples=B)["auroc"]
+    y = results["D"].steps["proposal_correct"].astype(int)
+    want = cluster_auroc(y, [r["verifier_cheap"]["prob"] for r in test], [r["group"] for r in test], B, 0)
+    assert (q["auroc"], q["low"], q["high"]) == pytest.approx((want["auroc"], want["low"], want["high"]))
+
+
 def test_figures(run):
     test, results, _, table, sweeps = run
     rel = reliability(results["D"].steps["proposal_correct"], [r["verifier_cheap"]["prob"] for r in test])
@@ -78,8 +125,10 @@ def test_finding_verdicts_follow_the_tests():
     text = report.written_finding(results, t.reset_index())
     for ref in ("A", "B"):
         p = t.loc["D", f"p_vs_{ref}"]
+        assert p == report.paired_p(results["D"], results[ref], B).pvalue  # the cluster test, not McNemar
         verdict = "significant" if p < 0.05 else "not significant"
         assert f"vs {ref} (paired cluster test {report.p_text(p)}, {verdict})" in text
+    assert "McNemar" not in text and "from 10 scenario groups" in text and "cluster bootstrap" in text
     if t.loc["D", "p_vs_A"] >= 0.05 and t.loc["D", "accuracy_lo"] <= t.loc["A", "accuracy_hi"]:
         assert "cannot tell D from A" in text
     assert "nan" not in text.lower() and "**Accuracy**" in text  # terms defined, nothing missing printed
