@@ -52,7 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--kernel", default="specact")
     c = sub.add_parser("compare", help="one table of several runs' results (accuracy, costs, APGR, verifier AUROC)")
     c.add_argument("paths", nargs="+", metavar="RUN_OR_REPORT_DIR", help="reports/<id>, runs/<id> or a results.json")
-    c.add_argument("--out", default=None, help="also write compare.md / compare.html / compare.csv here")
+    c.add_argument("--seeds", action="store_true",
+                   help="the paths are one study's seeds (reports/<id>-s0 ...): mean, sd and min-max across them "
+                        "beside each seed's own interval")
+    c.add_argument("--out", default=None, help="also write compare.md / .html / .csv (with --seeds: seeds.*) here")
     c.add_argument("--html", action="store_true", help="print HTML instead of Markdown")
     return ap
 
@@ -68,6 +71,10 @@ def _dispatch(args) -> None:
             raise ParamsError("--jobs needs --seeds: the stages of one run depend on each other")
         else:
             run_study(args.params, **kw)
+    elif args.cmd == "compare" and args.seeds:
+        from specact.seeds import seed_table, write_seeds
+
+        print(write_seeds(seed_table(args.paths), args.out)["html" if args.html else "markdown"])
     elif args.cmd == "compare":
         from specact.compare import compare, write_compare
 

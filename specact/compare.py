@@ -56,7 +56,8 @@ def _signals(tables: dict) -> tuple[dict, dict]:
 
 def load_results(path: str | Path) -> pd.DataFrame:
     """One run's results as a DataFrame: one row per split and configuration, with accuracy and
-    its 95% interval, nominal and measured cost, accept rate and precision, McNemar p vs A and B,
+    its 95% interval, nominal and measured cost, accept rate and precision, p vs A and B (the report's
+    paired cluster test; McNemar in reports rendered before it),
     the threshold sweep's APGR and cost to close 50/80/95% of B→A (thresholded rows), the
     verifier's AUROC on the report's main split, and the run's id, commit and date."""
     f = results_file(path)
@@ -120,18 +121,22 @@ def compare_table(df: pd.DataFrame, split: str | None = None) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def write_compare(df: pd.DataFrame, out_dir: str | Path | None = None) -> dict[str, str]:
-    """The comparison as Markdown and HTML text; also written to ``out_dir`` (compare.md/.html/.csv)."""
-    shown = compare_table(df)
-    md = markdown_table(shown)
-    html = shown.to_html(index=False, border=0, na_rep="–")
+def write_texts(md: str, html: str, df: pd.DataFrame, out_dir: str | Path | None, stem: str) -> dict[str, str]:
+    """``{"markdown", "html"}``; with ``out_dir`` also ``<stem>.md``, ``<stem>.html`` and ``<stem>.csv``
+    (``df``: every number, missing ones empty) written there."""
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.md").write_text(md + "\n")
-        (out / "compare.html").write_text(html)
-        df.replace({np.nan: None}).to_csv(out / "compare.csv", index=False)
+        (out / f"{stem}.md").write_text(md + "\n")
+        (out / f"{stem}.html").write_text(html)
+        df.replace({np.nan: None}).to_csv(out / f"{stem}.csv", index=False)
     return {"markdown": md, "html": html}
+
+
+def write_compare(df: pd.DataFrame, out_dir: str | Path | None = None) -> dict[str, str]:
+    """The comparison as Markdown and HTML text; also written to ``out_dir`` (compare.md/.html/.csv)."""
+    shown = compare_table(df)
+    return write_texts(markdown_table(shown), shown.to_html(index=False, border=0, na_rep="–"), df, out_dir, "compare")
 
 
 def readme_table(path: str | Path, split: str = "test") -> str:

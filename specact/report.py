@@ -13,7 +13,6 @@ Tables are shown with :func:`show_table` (HTML in the notebook, Markdown in ``re
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -27,16 +26,15 @@ from statsmodels.stats.proportion import proportion_confint
 from specact.actions import LABELS
 from specact.deferral import StepResults
 from specact.stats import (
-    CI,
     add_baseline_ratios,
-    bootstrap_ci,
+    cluster_bootstrap_ci,
     macro_f1,
-    mcnemar,
-    paired_bootstrap_diff,
+    paired_cluster_test,
     pareto_hull,
 )
 
 ALPHA = 0.05  # significance level of every statement in the written finding
+PAIRED_TEST = "paired cluster test"  # what every p-value of the report is (see paired_p)
 ORDER = ("A", "A_frozen", "B", "linear", "C", "D", "D_conf", "E", "oracle", "random")  # fallback order
 # What each configuration is, for the reader of a table (the registry's own text wins when it has one).
 DESCRIBE = {"A": "strong, fine-tuned", "A_frozen": "strong, zero-shot", "B": "cheap proposer only",
@@ -140,17 +138,19 @@ def threshold_sweeps(rows: list[dict], roles: dict, cfg, names) -> dict[str, pd.
 
 
 def verifier_quality(rows: list[dict], n_resamples: int = 1000, seed: int = 0) -> dict | None:
-    """AUROC (with 95% interval) and reliability of the verifier's probability that the cheap
-    model's top proposal is right (judged by :func:`specact.judge.proposal_correct`)."""
+    """AUROC (with its 95% cluster-bootstrap interval over the rows' scenario groups) and reliability
+    of the verifier's probability that the cheap model's top proposal is right (judged by
+    :func:`specact.judge.proposal_correct`)."""
     from specact.judge import proposal_correct
-    from specact.stats import auroc, reliability
+    from specact.predictions import group_keys
+    from specact.stats import cluster_auroc, reliability
 
     rows = [r for r in rows if isinstance(r.get("verifier_cheap"), dict)]
     if not rows:
         return None
     y = [proposal_correct(r, r["cheap"]["pred"], r["cheap"].get("call")) for r in rows]
     p = [r["verifier_cheap"]["prob"] for r in rows]
-    return {"auroc": auroc(y, p, n_resamples=n_resamples, seed=seed), "reliability": reliability(y, p)}
+    return {"auroc": cluster_auroc(y, p, group_keys(rows), n_resamples, seed), "reliability": reliability(y, p)}
 
 
 def threshold_choices(split_dir: str | Path, results: dict) -> dict:
@@ -165,9 +165,26 @@ def threshold_choices(split_dir: str | Path, results: dict) -> dict:
 
 
 # ---------------------------------------------------------------- tables
-TABLE_COLUMNS = ("config", "n", "accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "tool_name_acc", "call_exact",
-                 "accept_rate", "accept_precision", "acc_rejected", "nominal_cost", "nominal_cost_lo", "nominal_cost_hi",
-                 "measured_cost", "seconds", "x_random", "x_majority", "p_vs_B", "p_vs_A", "threshold")
+TABLE_COLUMNS = ("config", "n", "n_clusters", "accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "tool_name_acc",
+                 "call_exact", "accept_rate", "accept_precision", "acc_rejected", "nominal_cost", "nominal_cost_lo",
+                 "nominal_cost_hi", "measured_cost", "seconds", "x_random", "x_majority", "p_vs_B", "p_vs_A", "threshold")
+
+
+def step_groups(steps: pd.DataFrame):
+    """The cluster of each step: its ``group`` (scenario group / trajectory, written by the eval stage);
+    None -- every step its own cluster -- for results saved without one."""
+    g = steps["group"] if "group" in steps else None
+    return None if g is None or g.isna().any() else g.astype(str).to_numpy()
+
+
+def paired_p(a: StepResults, b: StepResults, n_resamples: int = 1000, seed: int = 0):
+    """:func:`specact.stats.paired_cluster_test` of ``a``'s against ``b``'s correctness on the same
+    steps (matched by id), over ``a``'s clusters: the clusters of the accuracy intervals."""
+    other = b.steps.set_index("id")["correct"].reindex(a.steps["id"])
+    if other.isna().any():
+        raise ValueError(f"{a.name} and {b.name} were not scored on the same steps")
+    return paired_cluster_test(a.steps["correct"].astype(float).to_numpy(), other.astype(float).to_numpy(),
+                               step_groups(a.steps), n_resamples, seed)
 
 
 def config_table(results: dict[str, StepResults], base: dict | None = None, n_resamples: int = 1000,
@@ -177,23 +194,24 @@ def config_table(results: dict[str, StepResults], base: dict | None = None, n_re
     ``accept_precision`` is also the accuracy on accepted steps (an accepted proposal is the
     final action); ``acc_rejected`` is the strong fallback's accuracy on the rest. ``base``
     is :func:`specact.stats.baselines` (random 1/9, train-majority) for the x-columns.
-    McNemar p-values pair each configuration with B and with A on the same steps.
+    Intervals (accuracy, nominal cost) are cluster bootstraps over the steps' scenario groups
+    (``n_clusters`` of them); ``p_vs_B`` / ``p_vs_A`` are the paired cluster test (:func:`paired_p`)
+    of each configuration against B and A on the same steps and clusters.
     """
     rows = []
     for name in _ordered(results):
         r = results[name]
-        s, summ = r.steps, r.summary()
-        saved = ((r.meta or {}).get("extra") or {}).get("accuracy_ci")  # 06's interval over scenario groups
-        acc = (CI(saved["estimate"], saved["low"], saved["high"]) if saved else
-               bootstrap_ci(s["correct"].astype(float).to_numpy(), n_resamples=n_resamples, seed=seed))
-        cost = bootstrap_ci(s["nominal_cost"].to_numpy(float), n_resamples=n_resamples, seed=seed)
+        s, summ, groups = r.steps, r.summary(), step_groups(r.steps)
+        acc = cluster_bootstrap_ci(s["correct"].astype(float).to_numpy(), groups, n_resamples, seed)
+        cost = cluster_bootstrap_ci(s["nominal_cost"].to_numpy(float), groups, n_resamples, seed)
         defined = s["pred"].notna().all()  # random in expectation has no single action per step
-        row = {**summ, "accuracy_lo": acc.low, "accuracy_hi": acc.high,
+        row = {**summ, "n_clusters": len(s) if groups is None else len(set(groups)),
+               "accuracy_lo": acc.low, "accuracy_hi": acc.high,
                "macro_f1": macro_f1(s["gold"], s["pred"]) if defined else np.nan,
                "nominal_cost_lo": cost.low, "nominal_cost_hi": cost.high}
         for ref, col in ((ref_b, "p_vs_B"), (ref_a, "p_vs_A")):
             ok = ref in results and ref != name
-            row[col] = mcnemar(s["correct"], results[ref].steps["correct"]).pvalue if ok else np.nan
+            row[col] = paired_p(r, results[ref], n_resamples, seed).pvalue if ok else np.nan
         rows.append(row)
     df = pd.DataFrame(rows)
     if base:
@@ -227,9 +245,11 @@ def _p(p) -> str:
     return "–" if _nan(p) else ("<0.001" if p < 1e-3 else f"{p:.2g}")
 
 
-def headline_table(table: pd.DataFrame, ood: pd.DataFrame | None = None, names: dict | None = None) -> pd.DataFrame:
+def headline_table(table: pd.DataFrame, ood: pd.DataFrame | None = None, names: dict | None = None,
+                   test: str = PAIRED_TEST) -> pd.DataFrame:
     """The results-section table (at most 9 columns): configuration, accuracy [95% CI], measured and
-    nominal cost, accept rate, accept precision, McNemar p vs A and vs B; with ``ood`` (the same
+    nominal cost, accept rate, accept precision, p vs A and vs B (headed by ``test``: the paired
+    cluster test, or the test a republished older run used); with ``ood`` (the same
     :func:`config_table` on the held-out domains) its accuracy sits beside the test accuracy. ``names``
     overrides a row's label (a run older than the registry's current rule for that name)."""
     def acc(t):
@@ -244,8 +264,8 @@ def headline_table(table: pd.DataFrame, ood: pd.DataFrame | None = None, names: 
     out["nominal cost"] = [_f(v, 2) for v in table["nominal_cost"]]
     out["accept rate"] = [_pct(v, 0) for v in table["accept_rate"]]
     out["accept precision"] = [_f(v, 2) for v in table["accept_precision"]]
-    out["p vs A"] = [_p(v) for v in table.get("p_vs_A", [np.nan] * len(table))]
-    out["p vs B"] = [_p(v) for v in table.get("p_vs_B", [np.nan] * len(table))]
+    out[f"p vs A ({test})"] = [_p(v) for v in table.get("p_vs_A", [np.nan] * len(table))]
+    out[f"p vs B ({test})"] = [_p(v) for v in table.get("p_vs_B", [np.nan] * len(table))]
     return out
 
 
@@ -312,26 +332,30 @@ def appendix_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns=lambda c: READABLE.get(c, c.replace("_", " ")))
 
 
-def per_source_table(results: dict[str, StepResults]) -> pd.DataFrame:
-    """Accuracy of each configuration on each data source (long format) with its 95% Wilson interval.
+def per_source_table(results: dict[str, StepResults], n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Accuracy of each configuration on each data source (long format) with its 95% interval: the
+    cluster bootstrap over the source's scenario groups (NaN bounds for a source of one group).
 
     The source is the step's ``domain`` where the rows carry one (e.g. ``bfcl:GorillaFileSystem``),
-    else its ``source``. Random acceptance's "correct" is an expectation; its interval treats the
-    expected count as observed.
+    else its ``source``. Random acceptance's "correct" is an expectation, bootstrapped as it is.
     """
-    parts = []
-    for n, r in results.items():
+    rows = []
+    for name, r in results.items():
         s = r.steps
-        key = s["domain"] if "domain" in s and s["domain"].notna().all() else s["source"]
-        parts.append(pd.DataFrame({"config": n, "source": key.astype(str), "correct": s["correct"].astype(float)}))
-    d = pd.concat(parts, ignore_index=True)
-    g = d.groupby(["config", "source"], sort=False)["correct"].agg(accuracy="mean", hits="sum", n="size").reset_index()
-    lo, hi = proportion_confint(g["hits"].to_numpy(float), g["n"].to_numpy(float), alpha=ALPHA, method="wilson")
-    return g.assign(accuracy_lo=lo, accuracy_hi=hi).drop(columns="hits")
+        key = (s["domain"] if "domain" in s and s["domain"].notna().all() else s["source"]).astype(str)
+        groups = step_groups(s)
+        for src in dict.fromkeys(key):
+            on = (key == src).to_numpy()
+            g = None if groups is None else groups[on]
+            ci = cluster_bootstrap_ci(s["correct"].astype(float).to_numpy()[on], g, n_resamples, seed)
+            rows.append({"config": name, "source": src, "accuracy": ci.estimate, "n": int(on.sum()),
+                         "n_clusters": int(on.sum()) if g is None else len(set(g)), "accuracy_lo": ci.low, "accuracy_hi": ci.high})
+    return pd.DataFrame(rows)
 
 
 def with_wilson(per_source: pd.DataFrame) -> pd.DataFrame:
-    """Add 95% Wilson intervals to a saved per-source table (config, source, accuracy, n)."""
+    """Add 95% Wilson intervals to a saved per-source table (config, source, accuracy, n): for runs
+    published without per-step results, whose clusters are no longer known."""
     lo, hi = proportion_confint((per_source["accuracy"] * per_source["n"]).to_numpy(float), per_source["n"].to_numpy(float),
                                 alpha=ALPHA, method="wilson")
     return per_source.assign(accuracy_lo=lo, accuracy_hi=hi)
@@ -484,7 +508,7 @@ def reliability_figure(rel: dict, title: str = "Verifier reliability") -> Figure
 
 
 def per_source_figure(results: dict[str, StepResults] | pd.DataFrame, configs=None) -> Figure:
-    """Accuracy per data source (rows, with n) and configuration (colours), with 95% Wilson intervals;
+    """Accuracy per data source (rows, with n) and configuration (colours), with their 95% intervals;
     ``results`` may also be a :func:`per_source_table` already computed.
 
     The legend sits outside the axes, so no source is hidden behind it.
@@ -682,24 +706,40 @@ def publish(executed_nb: str | Path, out_dir: str | Path, hide_tag: str = "hide"
     return paths
 
 
-TERMS = (
-    "**Accuracy**: share of evaluated steps whose final action type equals the gold type. "
-    "**95% interval**: bootstrap over scenario groups where the eval stage computed one, else over steps (Wilson interval per source). "
-    "**Accept rate**: share of steps whose cheap proposal is kept; **accept precision**: share of kept proposals that are right. "
-    "**Nominal cost**: calls charged per step (strong 1.00, cheap and verifier at their `eval.cost_*` prices); "
-    "**measured cost**: FLOPs of the tokens each call processed, A = 1. "
-    "**McNemar p**: exact or chi-square paired test on the same steps; *significant* means p < 0.05. "
-    "**test** holds unseen trajectories of the training domains."
-)
+GLOSSARY = {
+    "accuracy": "**Accuracy**: share of evaluated steps whose final action type equals the gold type. ",
+    "interval": "**95% interval**: percentile interval of a cluster bootstrap: the split's scenario groups / trajectories "
+                "are resampled whole (the steps of one group share their context and are not independent draws), in every "
+                "table including the per-source one. ",
+    "costs": "**Accept rate**: share of steps whose cheap proposal is kept; **accept precision**: share of kept proposals "
+             "that are right. **Nominal cost**: calls charged per step (strong 1.00, cheap and verifier at their `eval.cost_*` "
+             "prices); **measured cost**: FLOPs of the tokens each call processed, A = 1. ",
+    "p": f"**p** ({PAIRED_TEST}): two configurations on the same steps and the same clusters as the intervals; under no "
+         "difference each cluster's summed difference in correctness is as likely negative as positive, and p is the share "
+         "of sign flips whose total reaches the observed one (two-sided); *significant* means p < 0.05. ",
+    "test": "**test** holds unseen trajectories of the training domains.",
+}
 OOD_TERM = " **ood** holds whole domains never trained or tuned on."
 
 
-def _vs(t: pd.DataFrame, c: str, ref: str) -> str:
+def terms(test: str = PAIRED_TEST) -> str:
+    """The glossary under the finding; a republished older run names its own test and intervals."""
+    g = dict(GLOSSARY)
+    if test != PAIRED_TEST:
+        g["interval"] = "**95% interval**: as the run published it. "
+        g["p"] = f"**p** ({test}): as the run published it, a paired test on the same steps treated as independent; *significant* means p < 0.05. "
+    return "".join(g.values())
+
+
+TERMS = terms()
+
+
+def _vs(t: pd.DataFrame, c: str, ref: str, test: str = PAIRED_TEST) -> str:
     p = t.loc[c, f"p_vs_{ref}"] if f"p_vs_{ref}" in t else np.nan
     d = 100 * (t.loc[c, "accuracy"] - t.loc[ref, "accuracy"])
     if _nan(p):
         return f"{d:+.1f} points vs {ref} (no paired test)"
-    return f"{d:+.1f} points vs {ref} (McNemar {p_text(p)}, {'significant' if p < ALPHA else 'not significant'})"
+    return f"{d:+.1f} points vs {ref} ({test} {p_text(p)}, {'significant' if p < ALPHA else 'not significant'})"
 
 
 def p_text(p: float) -> str:
@@ -712,7 +752,7 @@ def _acc(t: pd.DataFrame, c: str) -> str:
     return _ci(r.accuracy, r.accuracy_lo, r.accuracy_hi)
 
 
-def _deferral_statement(t: pd.DataFrame, c: str, choices: dict | None) -> str:
+def _deferral_statement(t: pd.DataFrame, c: str, choices: dict | None, test: str = PAIRED_TEST) -> str:
     r = t.loc[c]
     thr = f", threshold {r.threshold:.3g} chosen on dev" if "threshold" in t and not _nan(r.threshold) else ""
     ch = (choices or {}).get(c)
@@ -722,7 +762,7 @@ def _deferral_statement(t: pd.DataFrame, c: str, choices: dict | None) -> str:
     kept = (f"accepting {100 * r.accept_rate:.0f}% of proposals with precision {r.accept_precision:.2f}"
             if r.accept_rate > 0 and not _nan(r.accept_precision) else "accepting no proposal")
     s = (f"**{c}** reaches {_acc(t, c)} at nominal cost {r.nominal_cost:.2f} (measured {_f(r.measured_cost, 2)}, A = 1), "
-         f"{kept}{thr}; " + "; ".join(_vs(t, c, ref) for ref in ("B", "A") if ref in t.index and ref != c) + " (Table 1, Figure 1).")
+         f"{kept}{thr}; " + "; ".join(_vs(t, c, ref, test) for ref in ("B", "A") if ref in t.index and ref != c) + " (Table 1, Figure 1).")
     if "A" in t.index and t.loc[c, "accuracy_hi"] >= t.loc["A", "accuracy_lo"] and t.loc[c, "accuracy_lo"] <= t.loc["A", "accuracy_hi"]:
         # Overlapping marginal intervals are not a test: the paired test decides.
         s += (f" The 95% intervals of {c} and A overlap; " +
@@ -731,27 +771,39 @@ def _deferral_statement(t: pd.DataFrame, c: str, choices: dict | None) -> str:
     return s
 
 
+def _steps_text(t: pd.DataFrame, split: str = "test") -> str:
+    """``400 test steps from 84 scenario groups`` (the clusters of every interval and test)."""
+    n = int(t["n"].iloc[0])
+    k = t["n_clusters"].iloc[0] if "n_clusters" in t else np.nan
+    return f"{n} {split} steps" + ("" if _nan(k) or k == n else f" from {int(k)} scenario groups")
+
+
+def _vs_random(results: dict[str, StepResults], t: pd.DataFrame, n_resamples: int, seed: int) -> str:
+    d = paired_p(results["D"], results["random"], n_resamples, seed)
+    return (f"Against **random** acceptance at D's rate (expected accuracy {_pct(t.loc['random', 'accuracy'])}), "
+            f"the verifier adds {100 * d.diff:+.1f} points [{100 * d.low:+.1f}, {100 * d.high:+.1f}] ({PAIRED_TEST} {p_text(d.pvalue)})"
+            + ("" if d.low > 0 else ", an interval that includes no gain: no evidence the verifier beats chance") + " (Table 1).")
+
+
 def written_finding(results: dict[str, StepResults], table: pd.DataFrame | None = None,
                     choices: dict | None = None, n_resamples: int = 1000, seed: int = 0,
-                    ood_table: pd.DataFrame | None = None, verifier_auroc: dict | None = None) -> str:
+                    ood_table: pd.DataFrame | None = None, verifier_auroc: dict | None = None,
+                    test: str = PAIRED_TEST) -> str:
     """Short statements (a Markdown list), each stating only what the numbers and intervals support
     and naming the table or figure that backs it; then the definition of every term used.
 
-    Significance is McNemar at ALPHA on the same steps; "no evidence" replaces any claim
-    whose test or paired interval does not exclude no difference. No missing value is printed.
+    Significance is the table's p-values at ALPHA: the paired cluster test (``test`` names another
+    for a republished older run); "no evidence" replaces any claim whose test or paired interval
+    does not exclude no difference. No missing value is printed.
     """
     t = (table if table is not None else config_table(results, n_resamples=n_resamples, seed=seed)).set_index("config")
-    n = int(t["n"].iloc[0])
     out = []
     if {"A", "B"} <= set(t.index):
-        out.append(f"On {n} test steps the strong model (**A**) is right on {_acc(t, 'A')} of action types and the "
-                   f"cheap proposer (**B**) on {_acc(t, 'B')}; {_vs(t, 'A', 'B')} (Table 1).")
-    out += [_deferral_statement(t, c, choices) for c in ("D", "D_conf", "E") if c in t.index]
+        out.append(f"On {_steps_text(t)} the strong model (**A**) is right on {_acc(t, 'A')} of action types and the "
+                   f"cheap proposer (**B**) on {_acc(t, 'B')}; {_vs(t, 'A', 'B', test)} (Table 1).")
+    out += [_deferral_statement(t, c, choices, test) for c in ("D", "D_conf", "E") if c in t.index]
     if "D" in results and "random" in results:
-        d = paired_bootstrap_diff(results["D"].steps["correct"], results["random"].steps["correct"], n_resamples, seed)
-        out.append(f"Against **random** acceptance at D's rate (expected accuracy {_pct(t.loc['random', 'accuracy'])}), "
-                   f"the verifier adds {100 * d.estimate:+.1f} points [{100 * d.low:+.1f}, {100 * d.high:+.1f}]"
-                   + ("" if d.low > 0 else ", an interval that includes no gain: no evidence the verifier beats chance") + " (Table 1).")
+        out.append(_vs_random(results, t, n_resamples, seed))
     if verifier_auroc and not _nan(verifier_auroc.get("auroc")):
         a = verifier_auroc
         out.append(f"The verifier ranks right above wrong cheap proposals with AUROC {a['auroc']:.2f} "
@@ -764,9 +816,9 @@ def written_finding(results: dict[str, StepResults], table: pd.DataFrame | None 
                    "model runs on every step to verify, so under this cost model it saves no compute (Table 1).")
     if ood_table is not None and {"A", "B"} <= set(ood_table["config"]):
         o = ood_table.set_index("config")
-        out.append(f"On the held-out domains (**ood**, {int(o['n'].iloc[0])} steps) A reaches {_acc(o, 'A')} and B "
-                   f"{_acc(o, 'B')}; {_vs(o, 'A', 'B')} (Table 1, ood column).")
-    return "\n".join("- " + x for x in out) + "\n\n" + TERMS + (OOD_TERM if ood_table is not None else "")
+        out.append(f"On the held-out domains (**ood**, {_steps_text(o, 'ood')}) A reaches {_acc(o, 'A')} and B "
+                   f"{_acc(o, 'B')}; {_vs(o, 'A', 'B', test)} (Table 1, ood column).")
+    return "\n".join("- " + x for x in out) + "\n\n" + terms(test) + (OOD_TERM if ood_table is not None else "")
 
 
 # ---------------------------------------------------------------- republishing a saved run
@@ -784,6 +836,7 @@ def saved_provenance(pub_dir: str | Path, device: str, published_in: str) -> dic
 
 
 OLD_E = "E: N=3 proposals sampled at temperature 1, verifier picks"  # E of the runs published before issue 13
+OLD_TEST = "McNemar"  # the paired test of the runs published before issue 13 (steps treated as independent)
 
 
 def _rel(path: Path) -> str:
@@ -804,11 +857,11 @@ def _republish_cells(pub_dir: Path) -> list:
                       "table = pd.DataFrame(res['tables']['configurations'])\n"
                       "auc = (res.get('verifier') or {}).get('auroc')", metadata=hide),
         new_markdown_cell("## Finding"),
-        new_code_cell("display(Markdown(report.written_finding({}, table, res.get('thresholds'), verifier_auroc=auc)))"),
+        new_code_cell("display(Markdown(report.written_finding({}, table, res.get('thresholds'), verifier_auroc=auc, test=report.OLD_TEST)))"),
         new_markdown_cell("## Table 1. Configurations\n\nAccuracy of the action type with its 95% bootstrap interval; measured cost "
                           "counts FLOPs with A = 1, nominal cost charges strong 1.00, cheap 0.15, verifier 0.05; accept rate and "
                           "precision concern the cheap proposal; p-values: McNemar against A and B on the same steps."),
-        new_code_cell("report.show_table(report.headline_table(table, names=res['descriptions']), f\"Table 1. {len(table)} configurations, {int(table['n'].iloc[0])} test steps\")"),
+        new_code_cell("report.show_table(report.headline_table(table, names=res['descriptions'], test=report.OLD_TEST), f\"Table 1. {len(table)} configurations, {int(table['n'].iloc[0])} test steps\")"),
         new_markdown_cell("## Figure 1. Cost–accuracy frontier\n\nEach configuration with its 95% accuracy interval against nominal "
                           "(left) and measured (right) cost per step."),
         new_code_cell("fig = report.frontier_figure(table)\nreport.save_figure(fig, d, 'frontier')\nreport.show_figure(fig, 'frontier')"),

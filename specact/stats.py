@@ -1,10 +1,12 @@
 """Statistics of the study: intervals, paired tests, discrimination, calibration, frontiers.
 
 Everything that a library already does is delegated to it -- ``scipy.stats.bootstrap``,
-``statsmodels``' McNemar, sklearn's metrics and ``calibration_curve`` -- so the numbers in the
-report are the textbook ones. What is left here is the glue a study needs and libraries lack:
-degenerate inputs (one class, all-equal values) answered with NaN or a zero-width interval
-and a reason instead of an exception, and the cost-accuracy frontier summaries.
+sklearn's metrics and ``calibration_curve`` -- so the numbers in the report are the textbook
+ones. What is left here is the glue a study needs and libraries lack: intervals and paired tests
+at the level of clusters (scenario groups / trajectories: the steps of one group are not
+independent draws), degenerate inputs (one class, all-equal values) answered with NaN or a
+zero-width interval and a reason instead of an exception, the cost-accuracy frontier summaries
+and the spread across training seeds.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
     roc_auc_score,
 )
-from statsmodels.stats.contingency_tables import mcnemar as _sm_mcnemar
 
 from specact.actions import LABELS
 
@@ -80,49 +81,6 @@ def bootstrap_ci(
         if np.all(dist == dist[0]):  # a degenerate statistic: all resamples agree
             lo = hi = float(dist[0])
     return CI(point, lo, hi)
-
-
-def paired_bootstrap_diff(values_a, values_b, n_resamples: int = 1000, seed: int = 0,
-                          confidence: float = 0.95) -> CI:
-    """Interval of mean(a) - mean(b) over the same steps, resampled as pairs.
-
-    Pairing removes the between-step variance both configurations share, so the interval of
-    the difference is much narrower than the two marginal intervals suggest.
-    """
-    d = np.asarray(values_a, float) - np.asarray(values_b, float)
-    return bootstrap_ci(d, None, n_resamples=n_resamples, seed=seed, confidence=confidence)
-
-
-# ---------------------------------------------------------------- paired test
-class McNemar(NamedTuple):
-    statistic: float
-    pvalue: float
-    b: int  # a right, b wrong
-    c: int  # a wrong, b right
-    exact: bool
-
-
-def mcnemar(correct_a, correct_b, exact: bool | None = None) -> McNemar:
-    """McNemar's test of two configurations scored on the same steps (statsmodels).
-
-    The exact binomial version is used when the discordant pairs number fewer than 25 (the
-    chi-square approximation is poor there). Non-binary inputs (e.g. the random-accept
-    reference in expectation) have no McNemar test: NaN.
-    """
-    a, b_ = np.asarray(correct_a, float), np.asarray(correct_b, float)
-    if a.shape != b_.shape:
-        raise ValueError(f"mcnemar: unequal lengths {a.shape} vs {b_.shape}")
-    if not (np.isin(a, (0.0, 1.0)).all() and np.isin(b_, (0.0, 1.0)).all()):
-        return McNemar(float("nan"), float("nan"), -1, -1, False)
-    a, b_ = a.astype(bool), b_.astype(bool)
-    table = [[int((a & b_).sum()), int((a & ~b_).sum())], [int((~a & b_).sum()), int((~a & ~b_).sum())]]
-    b, c = table[0][1], table[1][0]
-    if exact is None:
-        exact = (b + c) < 25
-    if b + c == 0:  # no discordant pair: the configurations cannot be told apart
-        return McNemar(0.0, 1.0, 0, 0, bool(exact))
-    r = _sm_mcnemar(table, exact=exact, correction=True)
-    return McNemar(float(r.statistic), float(r.pvalue), b, c, bool(exact))
 
 
 # ---------------------------------------------------------------- discrimination / calibration
@@ -359,13 +317,16 @@ class PairedTest(NamedTuple):
 
 
 def paired_cluster_test(values_a, values_b, groups=None, n_resamples: int = 1000, seed: int = 0,
-                        confidence: float = 0.95) -> PairedTest:
+                        confidence: float = 0.95, n_permutations: int = 10000) -> PairedTest:
     """Difference of two configurations scored on the same steps, at the cluster level.
 
-    Interval: cluster bootstrap of the per-step differences. Test: under "no difference" the
-    two configurations are exchangeable within each cluster, so each cluster's summed
-    difference may flip its sign; p = share of flips whose |sum| reaches the observed one
-    (every pattern when 2^groups <= n_resamples, else ``n_resamples`` random ones).
+    Interval: cluster bootstrap of the per-step differences (``n_resamples``, the same draws as
+    :func:`cluster_bootstrap_ci` with this seed). Test: under "no difference" the two
+    configurations are exchangeable within each cluster, so each cluster's summed difference may
+    flip its sign; p = share of sign patterns whose |sum| reaches the observed one: every pattern
+    when 2^groups <= ``n_permutations`` (exact), else ``n_permutations`` random ones counted with
+    the observed pattern, (k + 1) / (n + 1), so a Monte Carlo p is never 0. Values may be
+    expectations (random acceptance scored in expectation), not only 0/1.
     """
     d = np.asarray(values_a, float) - np.asarray(values_b, float)
     ci = cluster_bootstrap_ci(d, groups, n_resamples, seed, confidence)
@@ -373,12 +334,13 @@ def paired_cluster_test(values_a, values_b, groups=None, n_resamples: int = 1000
     sums = np.bincount(codes, d, g)
     if g == 0 or not np.any(sums):
         return PairedTest(ci.estimate, ci.low, ci.high, 1.0, g)
-    if 2 ** g <= n_resamples:
+    observed = abs(sums.sum()) - 1e-12  # tolerance: sums of floats
+    if 2 ** g <= n_permutations:
         signs = 1 - 2 * ((np.arange(2 ** g)[:, None] >> np.arange(g)) & 1)
+        p = float(np.mean(np.abs(signs @ sums) >= observed))
     else:
-        signs = np.random.default_rng(seed).choice([-1, 1], size=(n_resamples, g))
-    observed = abs(sums.sum())
-    p = float(np.mean(np.abs(signs @ sums) >= observed - 1e-12))
+        signs = np.random.default_rng(seed).choice([-1, 1], size=(n_permutations, g))
+        p = float((np.sum(np.abs(signs @ sums) >= observed) + 1) / (n_permutations + 1))
     return PairedTest(ci.estimate, ci.low, ci.high, p, g)
 
 
@@ -418,23 +380,32 @@ def cost_to_share(curve: pd.DataFrame, acc_ref: float, shares=(0.5, 0.8, 0.95), 
 def across_seeds(per_seed: dict) -> pd.DataFrame:
     """Mean and spread across training seeds beside each seed's own interval.
 
-    ``per_seed``: ``{seed: {metric: value | (estimate, low, high) | {"estimate"|"auroc", "low", "high"}}}``.
-    Returns one row per metric: ``mean, std`` (sample std, ddof=1), ``min, max, n_seeds`` and
-    ``per_seed`` (``{seed: [estimate, low, high]}``).
+    ``per_seed``: ``{seed: {metric: value | (estimate, low, high) | {"estimate"|"auroc", "low", "high"}}}``;
+    a missing or undefined (None / NaN) estimate leaves that seed out of the metric's row.
+    Returns one row per metric (sorted): ``mean, std`` (sample sd, ddof=1; NaN for one seed),
+    ``min, max, n_seeds`` and ``per_seed`` (``{seed: [estimate, low, high]}``, the seeds counted).
     """
     metrics = sorted({m for vals in per_seed.values() for m in vals})
     rows = []
     for m in metrics:
         got = {s: _triple(v[m]) for s, v in per_seed.items() if m in v}
+        got = {s: t for s, t in got.items() if np.isfinite(t[0])}
         est = np.array([t[0] for t in got.values()], float)
-        rows.append({"metric": m, "mean": float(np.mean(est)), "std": float(np.std(est, ddof=1)) if len(est) > 1 else float("nan"),
-                     "min": float(est.min()), "max": float(est.max()), "n_seeds": len(est), "per_seed": got})
+        nan = float("nan")
+        rows.append({"metric": m, "mean": float(np.mean(est)) if len(est) else nan,
+                     "std": float(np.std(est, ddof=1)) if len(est) > 1 else nan,
+                     "min": float(est.min()) if len(est) else nan, "max": float(est.max()) if len(est) else nan,
+                     "n_seeds": len(est), "per_seed": got})
     return pd.DataFrame(rows)
+
+
+def _float(x) -> float:
+    return float("nan") if x is None else float(x)
 
 
 def _triple(v) -> list[float]:
     if isinstance(v, dict):
-        return [float(v.get("estimate", v.get("auroc", np.nan))), float(v.get("low", np.nan)), float(v.get("high", np.nan))]
+        return [_float(v.get("estimate", v.get("auroc"))), _float(v.get("low")), _float(v.get("high"))]
     if isinstance(v, (tuple, list)):
-        return [float(x) for x in v[:3]]
-    return [float(v), float("nan"), float("nan")]
+        return [_float(x) for x in (list(v[:3]) + [None, None])[:3]]
+    return [_float(v), float("nan"), float("nan")]

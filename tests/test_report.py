@@ -36,7 +36,7 @@ def test_config_table_and_headline(run):
     assert list(t["config"]) == report._ordered(results)  # the registry's order, only what exists
     t = t.set_index("config")
     assert t.loc["C", "accuracy"] == t.loc["A", "accuracy"] and t.loc["C", "p_vs_A"] == 1.0
-    assert np.isnan(t.loc["B", "p_vs_B"]) and np.isnan(t.loc["random", "p_vs_B"])  # self / expectation
+    assert np.isnan(t.loc["B", "p_vs_B"]) and np.isfinite(t.loc["random", "p_vs_B"])  # self / an expectation is tested too
     assert (t["accuracy_lo"] <= t["accuracy"]).all() and (t["accuracy"] <= t["accuracy_hi"]).all()
     head = report.headline_table(t.reset_index(), ood=t.reset_index())
     assert head.shape[1] <= 9 and len(head) == len(t)
@@ -44,6 +44,53 @@ def test_config_table_and_headline(run):
     assert "nan" not in head.to_string().lower()
     app = report.appendix_table(t.reset_index())
     assert not app.map(lambda v: isinstance(v, str) and "0000000" in v).any().any()  # no float noise
+
+
+def test_p_values_and_intervals_are_the_cluster_ones(run):
+    """Every p-value of the table is stats.paired_cluster_test over the steps' scenario groups, and every
+    accuracy interval the cluster bootstrap over the same groups (a step-level test or interval fails)."""
+    from specact.stats import cluster_bootstrap_ci, paired_cluster_test
+
+    test, results, _, t, _ = run
+    groups = [r["group"] for r in test]  # the rows' scenario groups (4 steps each)
+    t = t.set_index("config")
+    assert (t["n_clusters"] == len(set(groups))).all() and len(set(groups)) < len(test)
+    for name, res in results.items():
+        s = res.steps
+        assert list(s["group"]) == groups
+        acc = cluster_bootstrap_ci(s["correct"].astype(float), groups, B, 0)
+        assert (t.loc[name, "accuracy_lo"], t.loc[name, "accuracy_hi"]) == pytest.approx((acc.low, acc.high))
+        for ref in ("A", "B"):
+            if ref == name:
+                continue
+            want = paired_cluster_test(s["correct"].astype(float), results[ref].steps["correct"].astype(float), groups, B, 0)
+            assert t.loc[name, f"p_vs_{ref}"] == pytest.approx(want.pvalue), (name, ref)
+    # Clustering matters here: the same test with steps as independent clusters gives another p.
+    d, a = results["D"].steps["correct"].astype(float), results["A"].steps["correct"].astype(float)
+    assert paired_cluster_test(d, a, None, B, 0).pvalue != pytest.approx(t.loc["D", "p_vs_A"])
+    head = report.headline_table(t.reset_index())
+    assert {"p vs A (paired cluster test)", "p vs B (paired cluster test)"} <= set(head.columns)
+    vs_random = report.paired_p(results["D"], results["random"], B)  # D against random acceptance in expectation
+    text = report.written_finding(results, t.reset_index(), n_resamples=B)
+    assert (f"adds {100 * vs_random.diff:+.1f} points [{100 * vs_random.low:+.1f}, {100 * vs_random.high:+.1f}] "
+            f"(paired cluster test {report.p_text(vs_random.pvalue)})") in text
+
+
+def test_per_source_and_verifier_intervals_are_cluster_bootstraps(run):
+    from specact.stats import cluster_auroc, cluster_bootstrap_ci
+
+    test, results, _, _, _ = run
+    ps = report.per_source_table(results, n_resamples=B).set_index(["config", "source"])
+    s = results["B"].steps
+    on = (s["domain"] == "bfcl:A").to_numpy()
+    want = cluster_bootstrap_ci(s["correct"].astype(float)[on], s["group"][on], B, 0)
+    got = ps.loc[("B", "bfcl:A")]
+    assert (got["accuracy"], got["accuracy_lo"], got["accuracy_hi"]) == pytest.approx(tuple(want))
+    assert got["n_clusters"] == len(set(s["group"][on])) < got["n"]
+    q = report.verifier_quality(test, n_resamples=B)["auroc"]
+    y = results["D"].steps["proposal_correct"].astype(int)
+    want = cluster_auroc(y, [r["verifier_cheap"]["prob"] for r in test], [r["group"] for r in test], B, 0)
+    assert (q["auroc"], q["low"], q["high"]) == pytest.approx((want["auroc"], want["low"], want["high"]))
 
 
 def test_figures(run):
@@ -78,8 +125,10 @@ def test_finding_verdicts_follow_the_tests():
     text = report.written_finding(results, t.reset_index())
     for ref in ("A", "B"):
         p = t.loc["D", f"p_vs_{ref}"]
+        assert p == report.paired_p(results["D"], results[ref], B).pvalue  # the cluster test, not McNemar
         verdict = "significant" if p < 0.05 else "not significant"
-        assert f"vs {ref} (McNemar {report.p_text(p)}, {verdict})" in text
+        assert f"vs {ref} (paired cluster test {report.p_text(p)}, {verdict})" in text
+    assert "McNemar" not in text and "from 10 scenario groups" in text and "cluster bootstrap" in text
     if t.loc["D", "p_vs_A"] >= 0.05 and t.loc["D", "accuracy_lo"] <= t.loc["A", "accuracy_hi"]:
         assert "cannot tell D from A" in text
     assert "nan" not in text.lower() and "**Accuracy**" in text  # terms defined, nothing missing printed
@@ -95,33 +144,41 @@ def test_markdown_and_json_helpers():
 
 
 # ---------------------------------------------------------------- the rendered report
-def make_eval(root, n=90, splits=(("test", 0, 0.6), ("ood", 2, 0.45))):
-    """A run folder holding what 05/06 write: per split, prediction rows and every configuration's steps."""
+def make_eval(root, n=90, splits=(("test", 0, 0.6), ("ood", 2, 0.45)), seed=0):
+    """A run folder holding what 05/06 write: per split, prediction rows and every configuration's steps
+    (``seed``: the run's training seed, as params.yaml records it)."""
     dev, roles = synthetic_predictions(n, seed=1)
-    for split, seed, p_cheap in splits:
-        rows, _ = synthetic_predictions(n, seed=seed, p_cheap=p_cheap)
+    for split, data_seed, p_cheap in splits:
+        rows, _ = synthetic_predictions(n, seed=data_seed, p_cheap=p_cheap)
         d = root / "eval" / split
         for name, res in run_all(dev, rows, roles, EvalConfig())[0].items():
             res.save(d / name)
         signal_report(rows, roles, EvalConfig(), B, 0).to_csv(d / "signals.csv", index=False)  # as 06's D notebook does
         ev.write_rows(rows, d / "predictions.jsonl")
         (d / "roles.json").write_text(json.dumps(roles))
-    (root / "params.yaml").write_text(f"run_id: {root.name}\nseed: 0\n")
+    (root / "params.yaml").write_text(f"run_id: {root.name}\nseed: {seed}\n")
     (root / "stages").mkdir(exist_ok=True)
     (root / "stages" / "predict.json").write_text(json.dumps({"status": "ok", "seconds": 12.5, "key": "x"}))
     return root
 
 
-def render(tmp_path, name):
+def render(tmp_path, name, run_dir=None, seed=0):
     import papermill as pm
 
-    run_dir, out = make_eval(tmp_path / name), tmp_path / f"report-{name}"
+    run_dir, out = run_dir or make_eval(tmp_path / name), tmp_path / f"report-{name}"
     out.mkdir()
     pm.execute_notebook(str(NOTEBOOKS / "07_report.ipynb"), str(out / "07_report.ipynb"), kernel_name="specact",
                         parameters={"run_dir": str(run_dir), "eval_dir": str(run_dir / "eval" / "test"),
-                                    "report_dir": str(out), "bootstrap": B}, progress_bar=False)
+                                    "report_dir": str(out), "bootstrap": B, "seed": seed}, progress_bar=False)
     report.publish(out / "07_report.ipynb", out)
     return out
+
+
+def render_seed(tmp_path, name, seed):
+    """The report of seed ``seed`` of study ``name`` (run ``<name>-s<seed>``): the same steps, other predictions."""
+    splits = (("test", 10 * seed, 0.6), ("ood", 10 * seed + 2, 0.45))
+    run_dir = make_eval(tmp_path / f"{name}-s{seed}", splits=splits, seed=seed)
+    return render(tmp_path, f"{name}-s{seed}", run_dir, seed)
 
 
 @pytest.fixture(scope="module")

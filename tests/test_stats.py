@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import binomtest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import f1_score
 
@@ -17,8 +16,6 @@ from specact.stats import (
     cost_to_reach,
     frontier_auc,
     macro_f1,
-    mcnemar,
-    paired_bootstrap_diff,
     pareto_hull,
     reliability,
 )
@@ -46,28 +43,6 @@ def test_bootstrap_degenerate_and_paired():
     pred[::4] = "BLOCKED"
     ci = bootstrap_ci((gold, pred), macro_f1, n_resamples=30, method="BCa")
     assert ci.low <= ci.estimate <= ci.high < 1
-    x = np.random.default_rng(1).random(200) < 0.6
-    assert paired_bootstrap_diff(x, x) == (0.0, 0.0, 0.0)
-    y = x.copy()
-    y[:30] = True  # y is never worse than x: the paired interval sits at or above zero
-    d = paired_bootstrap_diff(y, x, n_resamples=500)
-    assert d.estimate == pytest.approx((y.mean() - x.mean())) and d.low >= 0
-
-
-def test_mcnemar_known_tables():
-    # b = 3 (a right, b wrong), c = 10 -> exact two-sided binomial on 13 discordant pairs.
-    a = np.array([1] * 20 + [1] * 3 + [0] * 10 + [0] * 5, bool)
-    b = np.array([1] * 20 + [0] * 3 + [1] * 10 + [0] * 5, bool)
-    r = mcnemar(a, b)
-    assert (r.b, r.c, r.exact) == (3, 10, True)
-    assert r.pvalue == pytest.approx(binomtest(3, 13, 0.5).pvalue)
-    # 40 discordant pairs: chi-square with continuity correction (|b - c| - 1)^2 / (b + c).
-    a = np.array([1] * 30 + [0] * 10, bool)
-    r = mcnemar(a, ~a)
-    assert not r.exact and r.statistic == pytest.approx((20 - 1) ** 2 / 40)
-    same = mcnemar(a, a)
-    assert same.pvalue == 1.0 and same.b == same.c == 0
-    assert np.isnan(mcnemar(np.full(40, 0.5), a).pvalue)  # expectations, not outcomes
 
 
 def test_auroc_known_case_and_one_class():
@@ -164,6 +139,26 @@ def test_paired_cluster_test_hand_case():
     assert t.n_groups == 3 and t.pvalue == pytest.approx(2 / 8) and t.diff == pytest.approx(0.75)
     assert stats.paired_cluster_test(a, a, ["x", "x", "y", "z"]).pvalue == 1.0
     assert stats.paired_cluster_test(a, b, None).pvalue == pytest.approx(4 / 16)  # steps as clusters: 0 flips freely
+    # Clusters sum to +2, -1, +1 (total 2): the 8 totals are +-4, +-2, +-2, 0 -> |total| >= 2 in 6 of 8.
+    a, b = [1, 1, 0, 1, 0], [0, 0, 1, 0, 0]
+    t = stats.paired_cluster_test(a, b, ["x", "x", "y", "z", "z"])
+    assert t.pvalue == pytest.approx(6 / 8) and t.diff == pytest.approx(2 / 5)
+    # The same steps as independent clusters (5 of them, 4 nonzero): |total| >= 2 in 10 of 16 nonzero patterns.
+    assert stats.paired_cluster_test(a, b, None).pvalue == pytest.approx(10 / 16)
+    # The interval is the cluster bootstrap of the per-step differences, with the same draws.
+    d = np.subtract(a, b)
+    assert tuple(t[:3]) == tuple(stats.cluster_bootstrap_ci(d, ["x", "x", "y", "z", "z"]))
+
+
+def test_paired_cluster_test_monte_carlo_p_counts_the_observed_pattern():
+    # 40 clusters all +1: no random sign pattern of n reaches |40| except all-equal ones (p ~ 2^-39):
+    # the Monte Carlo p is (0 + 1) / (n + 1), never 0; exact enumeration needs 2^40 patterns.
+    t = stats.paired_cluster_test(np.ones(40), np.zeros(40), np.arange(40), n_permutations=999)
+    assert t.pvalue == pytest.approx(1 / 1000) and t.n_groups == 40
+    # Under no difference p is roughly uniform: large for a balanced sample.
+    rng = np.random.default_rng(0)
+    x = (rng.random(400) < 0.5).astype(float)
+    assert stats.paired_cluster_test(x, rng.permutation(x), np.repeat(np.arange(80), 5)).pvalue > 0.05
 
 
 def test_apgr_and_cost_to_share_hand_case():
@@ -182,3 +177,9 @@ def test_across_seeds():
     acc = t.set_index("metric").loc["acc"]
     assert acc["mean"] == pytest.approx(0.8) and acc["std"] == pytest.approx(np.std([0.7, 0.9], ddof=1))
     assert acc["per_seed"][1] == [0.9, 0.8, 1.0] and acc["n_seeds"] == 2
+    # An undefined value (None / NaN) leaves its seed out; one seed left: no sd.
+    t = stats.across_seeds({0: {"apgr": 0.4}, 1: {"apgr": None}, 2: {"apgr": (0.7, None, None)}, 3: {"x": 1.0}})
+    apgr, x = t.set_index("metric").loc["apgr"], t.set_index("metric").loc["x"]
+    assert apgr["mean"] == pytest.approx(0.55) and apgr["n_seeds"] == 2 and set(apgr["per_seed"]) == {0, 2}
+    assert apgr["std"] == pytest.approx(np.std([0.4, 0.7], ddof=1)) and (apgr["min"], apgr["max"]) == (0.4, 0.7)
+    assert x["n_seeds"] == 1 and np.isnan(x["std"]) and x["mean"] == 1.0
