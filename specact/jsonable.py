@@ -24,7 +24,7 @@ def to_jsonable(obj):
         return to_jsonable(obj.to_dict())
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return to_jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, tuple) and hasattr(obj, "_asdict"):  # NamedTuple (CI, McNemar)
+    if isinstance(obj, tuple) and hasattr(obj, "_asdict"):  # NamedTuple (e.g. stats.CI)
         return to_jsonable(obj._asdict())
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}

@@ -97,11 +97,17 @@ def test_benchmarks_scaleout_row_matches_published_log():
 
 def test_readme_gpu_partial_figures_match_its_metrics():
     """The README's figures of the interrupted 2026-12-01 gpu run are its role metrics."""
-    pub = REPO / "reports" / "published" / "2026-12-01-gpu-partial"
+    pub = REPO / "reports" / "published" / "2026-12-01-gpu-3seeds-partial"
     section = README[README.index("### `gpu` profile, 2026-12-01"):].split("\n### ")[0]
     m = lambda seed, role: json.loads((pub / seed / role / "metrics.json").read_text())  # noqa: E731
-    for seed in ("s0", "s1"):
+    for seed in ("s0", "s1", "s2"):
         assert f"{100 * m(seed, 'proposer')['dev_acc']:.1f}%" in section
         assert f"{m(seed, 'verifier')['dev_auroc_real']:.3f}" in section
-    assert f"{100 * m('s0', 'strong')['dev_acc']:.1f}%" in section
-    assert f"{100 * m('s0', 'strong')['frozen_dev_acc']:.1f}%" in section
+    for seed in ("s0", "s1"):
+        assert f"{100 * m(seed, 'strong')['dev_acc']:.1f}%" in section
+        assert f"{100 * m(seed, 'strong')['frozen_dev_acc']:.1f}%" in section
+    log = (pub / "verifier_shortcut.log").read_text()  # the diagnostic's figures are the logged ones
+    for seed in ("s0", "s1", "s2"):
+        line = next(x for x in log.splitlines() if f"/{seed}/" in x)
+        top = float(line.split("real_auroc_top_prob=")[1].split()[0])
+        assert f"{top:.3f}" in section

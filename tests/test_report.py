@@ -169,7 +169,7 @@ def render(tmp_path, name, run_dir=None, seed=0):
     out.mkdir()
     pm.execute_notebook(str(NOTEBOOKS / "07_report.ipynb"), str(out / "07_report.ipynb"), kernel_name="specact",
                         parameters={"run_dir": str(run_dir), "eval_dir": str(run_dir / "eval" / "test"),
-                                    "report_dir": str(out), "bootstrap": B, "seed": seed}, progress_bar=False)
+                                    "report_dir": str(out), "eval": {"bootstrap": B}, "seed": seed}, progress_bar=False)
     report.publish(out / "07_report.ipynb", out)
     return out
 
