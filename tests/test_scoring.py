@@ -208,3 +208,29 @@ def test_call_token_budget_covers_the_gold_calls_and_is_capped(setup):
     assert call_token_budget(tok, recs, cap=500, margin=5) >= max(gold) + 4
     assert call_token_budget(tok, recs, cap=3) == 3
     assert call_token_budget(tok, [r for r in recs if not uses_tool(r["label"])], cap=64) == 64
+
+
+def test_call_stop_checks_only_what_can_settle_and_stops_where_a_full_check_would(setup):
+    """CallStop decodes a row again only before its object opens or on a token holding "}"; it stops
+    every row at the step where decoding the whole text at every step would."""
+    from specact.scoring import CallStop, call_is_settled
+
+    tok, _, _ = setup
+    eos = tok.eos_token_id
+    texts = ['{"name": "f", "arguments": {"a": "}x"}} tail tail', '   {"a": 1}', 'retrieval next', ' {"a": [1, {"b": 2}]}',
+             '{"a": "unclosed', "\n{}", '{"n": "é}"} more']
+    rows = [tok(t, add_special_tokens=False)["input_ids"] for t in texts] + [tok('{"a"', add_special_tokens=False)["input_ids"] + [eos, 5, 6]]
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+    want = []
+    for r in rows:  # the reference: decode the whole text at every step
+        k = next((k for k in range(1, len(r) + 1) if r[k - 1] == eos
+                  or call_is_settled(tok.decode(r[:k], skip_special_tokens=False))), None)
+        want.append(k)
+    prompt = torch.full((len(rows), 3), 7)
+    stop = CallStop(tok, 3, len(rows), eos)
+    for k in range(1, width + 1):
+        stop(torch.cat([prompt, ids[:, :k]], 1))
+    for i, (r, k) in enumerate(zip(rows, want)):
+        assert stop.done[i] == (k is not None)
+        assert stop.lengths[i] == (k if k is not None else width), texts[i] if i < len(texts) else "eos row"
