@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -819,6 +820,179 @@ def written_finding(results: dict[str, StepResults], table: pd.DataFrame | None 
         out.append(f"On the held-out domains (**ood**, {_steps_text(o, 'ood')}) A reaches {_acc(o, 'A')} and B "
                    f"{_acc(o, 'B')}; {_vs(o, 'A', 'B', test)} (Table 1, ood column).")
     return "\n".join("- " + x for x in out) + "\n\n" + terms(test) + (OOD_TERM if ood_table is not None else "")
+
+
+# ---------------------------------------------------------------- one run's evaluation, gathered for notebook 07
+MAIN_CONFIGURATIONS = ("A", "B", "linear", "D", "D_conf", "E")  # Figure 3 draws these (where present); Table 3 holds all
+
+
+@dataclass
+class GatheredResults:
+    """What notebook 07 reports on one run, read from ``eval/<split>/`` and derived once, so every
+    table, figure and ``results.json`` is drawn from the same objects.
+
+    ``results`` and ``tables`` hold every reported split (dev only chooses thresholds and is left
+    out); the prediction rows, roles, threshold sweeps, verifier quality and dev choices belong to
+    ``main_split`` (``eval.split`` when the run evaluated it, else the first split found).
+    ``signals`` holds each split's deferral-signal table where the eval stage wrote one."""
+
+    split_dirs: dict[str, Path]
+    main_split: str
+    rows: list[dict]
+    roles: dict
+    results: dict[str, dict[str, StepResults]]
+    tables: dict[str, pd.DataFrame]
+    per_source: dict[str, pd.DataFrame]
+    sweeps: dict[str, pd.DataFrame]
+    verifier: dict | None
+    choices: dict
+    frontier: pd.DataFrame
+    signals: dict[str, pd.DataFrame]
+    n_resamples: int = 1000
+    seed: int = 0
+
+    @property
+    def main_results(self) -> dict[str, StepResults]:
+        return self.results[self.main_split]
+
+    @property
+    def main_table(self) -> pd.DataFrame:
+        return self.tables[self.main_split]
+
+    @property
+    def ood_table(self) -> pd.DataFrame | None:
+        """The held-out domains' configuration table, shown beside the main split's (None when the
+        run has no ood split or reports ood itself)."""
+        return self.tables.get("ood") if self.main_split != "ood" else None
+
+
+def gather(eval_dir: str | Path, cfg, seed: int = 0) -> GatheredResults:
+    """Read every split the eval stage wrote under ``eval_dir``'s parent (:func:`find_splits`) and
+    derive what the report shows: configuration and per-source tables per split, and on the main
+    split random acceptance and the oracle where missing (:func:`reference_points`), threshold
+    sweeps, verifier quality, the dev-chosen thresholds and the frontier summary. ``cfg`` is the
+    run's ``EvalConfig`` (``split``, ``bootstrap`` resamples and the configurations' prices)."""
+    split_dirs = find_splits(eval_dir)
+    main = cfg.split if cfg.split in split_dirs else next(iter(split_dirs))
+    rows = prediction_rows(eval_dir, main)
+    roles_file = split_dirs[main] / "roles.json"
+    roles = json.loads(roles_file.read_text()) if roles_file.is_file() else {}
+    results = {s: load_split(d) for s, d in split_dirs.items() if s != "dev"}
+    results[main] = reference_points(results[main], rows, roles, cfg)
+    tables = {s: config_table(r, None, cfg.bootstrap, seed) for s, r in results.items()}
+    sweeps = threshold_sweeps(rows, roles, cfg, results[main])
+    signals = {s: load_signals(d) for s, d in split_dirs.items()}
+    return GatheredResults(
+        split_dirs=split_dirs, main_split=main, rows=rows, roles=roles, results=results, tables=tables,
+        per_source={s: per_source_table(r) for s, r in results.items()}, sweeps=sweeps,
+        verifier=verifier_quality(rows, cfg.bootstrap, seed), choices=threshold_choices(split_dirs[main], results[main]),
+        frontier=frontier_summary(tables[main], sweeps), signals={s: v for s, v in signals.items() if v is not None},
+        n_resamples=cfg.bootstrap, seed=seed)
+
+
+def gathered_finding(gathered: GatheredResults) -> str:
+    """:func:`written_finding` on the main split, with the ood table and the verifier's AUROC beside it."""
+    auroc = gathered.verifier["auroc"] if gathered.verifier else None
+    return written_finding(gathered.main_results, gathered.main_table, gathered.choices, gathered.n_resamples,
+                           gathered.seed, ood_table=gathered.ood_table, verifier_auroc=auroc)
+
+
+def headline(gathered: GatheredResults) -> tuple[pd.DataFrame, str]:
+    """Table 1 (:func:`headline_table`, ood beside the main split) and its caption."""
+    t = gathered.main_table
+    caption = f"Table 1. {len(t)} configurations, {int(t['n'].iloc[0])} {gathered.main_split} steps"
+    return headline_table(t, gathered.ood_table), caption
+
+
+def deferral_signal_tables(gathered: GatheredResults) -> list:
+    """Table 2 (gap recovered per deferral signal) and 2b (each signal's AUROC) from the eval stage's
+    ``signals.csv``; without it, the frontier summary of the report's own sweeps; without A and B, a
+    note saying so. Items for :func:`show_tables`."""
+    main = gathered.main_split
+    if main in gathered.signals:
+        auroc, curves = signals_tables(gathered.signals[main])
+        return [(curves, f"Table 2. Gap recovered by each deferral signal, {main} split"),
+                (auroc, f"Table 2b. AUROC of each deferral signal on the cheap model's {main} proposals")]
+    if len(gathered.frontier):
+        return [(appendix_table(gathered.frontier), "Table 2. Gap recovered by each threshold sweep")]
+    return ["*No thresholded configuration with both A and B: no frontier summary.*"]
+
+
+def verifier_summary(gathered: GatheredResults) -> str:
+    """One Markdown line: the verifier's AUROC with its interval and its calibration error on the main
+    split's steps, or that the run has no verifier scores there."""
+    if not gathered.verifier:
+        return "*This run has no verifier scores on the reported steps.*"
+    a = gathered.verifier["auroc"]
+    return (f"Verifier AUROC **{a['auroc']:.2f}** [95% CI {a['low']:.2f}, {a['high']:.2f}] on {len(gathered.rows)} "
+            f"{gathered.main_split} steps; expected calibration error {gathered.verifier['reliability']['ece']:.3f}.")
+
+
+def show_verifier_quality(gathered: GatheredResults) -> dict[str, Figure]:
+    """Show :func:`verifier_summary` and, with verifier scores, the reliability figure; returns
+    ``{"reliability": figure}`` when one was drawn (for :func:`write_report`), else ``{}``."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(verifier_summary(gathered)))
+    if not gathered.verifier:
+        return {}
+    figure = reliability_figure(gathered.verifier["reliability"])
+    show_figure(figure, "reliability")
+    return {"reliability": figure}
+
+
+def per_source_tables(gathered: GatheredResults) -> list[tuple[pd.DataFrame, str]]:
+    """Table 3 (main split) and 3b (each other split): accuracy by source x configuration."""
+    return [(per_source_grid(t), f"Table 3{'' if s == gathered.main_split else 'b'}. Accuracy by source, {s} split")
+            for s, t in gathered.per_source.items()]
+
+
+def main_configurations(results: dict) -> list[str] | None:
+    """The configurations Figure 3 draws: those of :data:`MAIN_CONFIGURATIONS` the run has (None, i.e.
+    every configuration, when it has none of them); a figure of all ten would be unreadable."""
+    return [c for c in MAIN_CONFIGURATIONS if c in results] or None
+
+
+def confusion_figure(results: dict[str, StepResults]) -> Figure:
+    """Figure 4: :func:`confusion_grid` of every configuration but ``random``, whose acceptance is an
+    expectation (or a simulation) at D's rate: it has no prediction of its own to draw."""
+    return confusion_grid({c: r for c, r in results.items() if c != "random"})
+
+
+def appendix_tables(gathered: GatheredResults) -> list[tuple[pd.DataFrame, str]]:
+    """Appendix A: every measure of every configuration, one table per split."""
+    return [(appendix_table(t), f"Appendix A ({s}). All measures") for s, t in gathered.tables.items()]
+
+
+def show_tables(items) -> None:
+    """Show each item: a ``(table, caption)`` pair with :func:`show_table`, a string as Markdown."""
+    from IPython.display import Markdown, display
+
+    for item in items:
+        if isinstance(item, str):
+            display(Markdown(item))
+        else:
+            show_table(*item)
+
+
+def results_document(gathered: GatheredResults) -> dict:
+    """``results.json``'s numbers besides its tables (:func:`write_report` adds those, the finding and
+    provenance): every split's and the main split's configuration summaries, the frontier summary,
+    the verifier's AUROC / ECE / Brier score, the dev-chosen thresholds, the roles and the step count."""
+    v = gathered.verifier
+    verifier = {"auroc": v["auroc"], "ece": v["reliability"]["ece"], "brier": v["reliability"]["brier"]} if v else None
+    return {"splits": {s: {c: r.summary() for c, r in rs.items()} for s, rs in gathered.results.items()},
+            "main_split": gathered.main_split, "configurations": {c: r.summary() for c, r in gathered.main_results.items()},
+            "frontier": gathered.frontier, "verifier": verifier, "thresholds": gathered.choices, "roles": gathered.roles,
+            "n_steps": len(gathered.rows)}
+
+
+def results_tables(gathered: GatheredResults) -> dict[str, pd.DataFrame]:
+    """The tables ``results.json`` holds as records: ``configurations`` (main split) and, per split,
+    ``configurations_<split>``, ``per_source_<split>`` and ``signals_<split>`` where written."""
+    return {"configurations": gathered.main_table, **{f"configurations_{s}": t for s, t in gathered.tables.items()},
+            **{f"per_source_{s}": t for s, t in gathered.per_source.items()},
+            **{f"signals_{s}": t for s, t in gathered.signals.items()}}
 
 
 # ---------------------------------------------------------------- republishing a saved run

@@ -338,3 +338,54 @@ def test_card_functions_take_parsed_records_alike(dd):
     collected = build.collect(cfg(), seed=0, cap=False)
     capped = build.cap_steps(collected, cfg().max_steps_per_trajectory, seed=0)
     assert build.label_filtering(collected, capped, recs).equals(build.label_filtering(collected, capped, dd))
+
+
+# ---------------------------------------------------------------- data card: what notebook 01 shows and writes
+def test_source_shares_by_hand():
+    import pandas as pd
+
+    counts = pd.DataFrame({"split": ["train", "train", "train", "test"], "source": ["a", "b", "a", "a"],
+                           "label": ["x", "x", "y", "x"], "n": [2, 1, 1, 2]})
+    shares = build.source_shares(counts)
+    assert shares.to_dict() == {"test": {"a": 100.0, "b": 0.0}, "train": {"a": 75.0, "b": 25.0}}
+
+
+def test_ood_label_counts(dd):
+    table = build.ood_label_counts(dd)
+    assert table.to_numpy().sum() == len(dd["ood"]) and set(table.index) == set(dd["ood"]["domain"])
+    assert set(table.columns) == set(dd["ood"]["label"])
+    assert build.ood_label_counts({"train": dd["train"]}) == "no ood split"
+
+
+def test_pair_kind_counts_and_split_sizes(dd):
+    from datasets import Dataset
+
+    pairs = Dataset.from_dict({"kind": ["gold", "wrong_tool", "gold"], "accept": [1, 0, 1], "text": ["a", "b", "c"]})
+    assert build.pair_kind_counts(pairs).to_dict(orient="records") == [{"kind": "gold", "accept": 1, "n": 2},
+                                                                      {"kind": "wrong_tool", "accept": 0, "n": 1}]
+    assert build.split_sizes(dd) == {s: len(dd[s]) for s in ("train", "dev", "test", "ood")}
+
+
+def test_collect_label_filtering_is_label_filtering_of_the_config(dd):
+    collected = build.collect(cfg(), seed=0, cap=False)
+    capped = build.cap_steps(collected, cfg().max_steps_per_trajectory, seed=0)
+    assert build.collect_label_filtering(cfg(), 0, dd).equals(build.label_filtering(collected, capped, dd))
+
+
+def test_card_document_holds_every_table_as_records():
+    import pandas as pd
+
+    from specact.jsonable import to_jsonable
+
+    recs = {"train": [{"label": "tool_call"}] * 3, "test": [{"label": "answer"}]}
+    card = {"counts": pd.DataFrame({"split": ["train"], "source": ["a"], "label": ["tool_call"], "n": [3]})}
+    shortcut = {"by_family": pd.DataFrame({"split": ["test"], "family": ["bfcl"], "accuracy": [0.5]})}
+    duplicates = pd.DataFrame({"split": ["test"], "family": ["bfcl"], "n": [1], "duplicates": [0], "boilerplate": [0]})
+    filtering = pd.DataFrame({"collected": [4]}, index=pd.Index(["tool_call"], name="label"))
+    doc = build.card_document(recs, card, shortcut, duplicates, filtering, {"train": [0, 1], "dev": [0]})
+    assert json.loads(json.dumps(to_jsonable(doc))) == {
+        "counts": [{"split": "train", "source": "a", "label": "tool_call", "n": 3}],
+        "shortcut_by_family": [{"split": "test", "family": "bfcl", "accuracy": 0.5}],
+        "near_duplicates": [{"split": "test", "family": "bfcl", "n": 1, "duplicates": 0, "boilerplate": 0}],
+        "label_filtering": [{"label": "tool_call", "collected": 4}],
+        "sizes": {"train": 3, "test": 1}, "verifier_pairs": {"train": 2, "dev": 1}}

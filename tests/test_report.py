@@ -197,7 +197,7 @@ def test_rendered_report_shows_every_figure(rendered):
     outputs = json.dumps([c.get("outputs", []) for c in nb.cells])
     assert "<Figure size" not in outputs and "<Figure size" not in html and "<Figure size" not in md
     assert '"stderr"' not in outputs  # no progress bar or warning noise in the executed notebook
-    assert "import specact" not in html and "split_dirs" not in html  # code and hide-tagged cells left out
+    assert "import specact" not in html and "report.gather" not in html  # code and hide-tagged cells left out
     assert "nan" not in md.replace("nano", "").lower().split("## provenance")[0]
 
 
@@ -212,6 +212,106 @@ def test_rendered_report_headline_and_provenance(rendered):
     assert res["provenance"]["packages"]["torch"] and res["provenance"]["device"]["cpu"]
     assert {"configurations_test", "configurations_ood", "signals_test"} <= set(res["tables"])
     assert "Table 2. Gap recovered by each deferral signal" in md and "Table 2b. AUROC" in md
+
+
+# ---------------------------------------------------------------- notebook 07's inputs, gathered
+@pytest.fixture(scope="module")
+def gathered(tmp_path_factory):
+    run_dir = make_eval(tmp_path_factory.mktemp("gather") / "run", n=40)
+    return report.gather(run_dir / "eval" / "test", EvalConfig(bootstrap=B), seed=0)
+
+
+def test_gather_reads_every_reported_split_and_derives_on_the_main_one(gathered):
+    g = gathered
+    assert g.main_split == "test" and list(g.results) == list(g.tables) == list(g.per_source) == ["test", "ood"]
+    assert list(g.main_results) == report._ordered(g.main_results) and {"random", "oracle"} <= set(g.main_results)
+    assert g.ood_table is g.tables["ood"] and set(g.signals) == {"test", "ood"}
+    assert len(g.rows) == 40 and g.roles and g.n_resamples == B
+    pd.testing.assert_frame_equal(g.tables["ood"], report.config_table(g.results["ood"], None, B, 0))
+    pd.testing.assert_frame_equal(g.per_source["ood"], report.per_source_table(g.results["ood"]))
+    assert g.verifier["auroc"] == report.verifier_quality(g.rows, B, 0)["auroc"]
+    assert set(g.sweeps) == {"D", "D_conf", "E"} & set(g.main_results) and set(g.choices) <= set(g.sweeps) | {"random"}
+    pd.testing.assert_frame_equal(g.frontier, report.frontier_summary(g.main_table, g.sweeps))
+    on_ood = report.gather(g.split_dirs["ood"], EvalConfig(split="ood", bootstrap=B))  # reporting ood: nothing beside it
+    assert on_ood.main_split == "ood" and on_ood.ood_table is None
+
+
+def test_gather_adds_random_and_the_oracle_when_the_eval_stage_did_not(tmp_path):
+    import shutil
+
+    run_dir = make_eval(tmp_path / "run", n=40, splits=(("test", 0, 0.6),))
+    for name in ("random", "oracle"):
+        shutil.rmtree(run_dir / "eval" / "test" / name)
+    g = report.gather(run_dir / "eval" / "test", EvalConfig(bootstrap=B))
+    assert {"random", "oracle"} <= set(g.main_results) and g.ood_table is None
+    assert g.main_results["random"].accept_rate == pytest.approx(g.main_results["D"].accept_rate)
+
+
+def test_headline_and_table_captions(gathered):
+    g = gathered
+    table, caption = report.headline(g)
+    assert caption == f"Table 1. {len(g.main_table)} configurations, 40 test steps"
+    assert "accuracy, ood [95% CI]" in table and len(table) == len(g.main_table)
+    assert [c for _, c in report.per_source_tables(g)] == ["Table 3. Accuracy by source, test split",
+                                                          "Table 3b. Accuracy by source, ood split"]
+    assert [c for _, c in report.appendix_tables(g)] == ["Appendix A (test). All measures", "Appendix A (ood). All measures"]
+    assert report.per_source_tables(g)[1][0].equals(report.per_source_grid(g.per_source["ood"]))
+
+
+def test_deferral_signal_tables_fall_back_to_the_frontier_then_to_a_note(gathered):
+    from dataclasses import replace
+
+    captions = [c for _, c in report.deferral_signal_tables(gathered)]
+    assert captions == ["Table 2. Gap recovered by each deferral signal, test split",
+                        "Table 2b. AUROC of each deferral signal on the cheap model's test proposals"]
+    (frontier, caption), = report.deferral_signal_tables(replace(gathered, signals={}))
+    assert caption == "Table 2. Gap recovered by each threshold sweep" and "APGR" in frontier
+    assert report.deferral_signal_tables(replace(gathered, signals={}, frontier=pd.DataFrame())) == [
+        "*No thresholded configuration with both A and B: no frontier summary.*"]
+
+
+def test_verifier_summary_and_its_figure(gathered, capsys):
+    from dataclasses import replace
+
+    a = gathered.verifier["auroc"]
+    assert report.verifier_summary(gathered).startswith(f"Verifier AUROC **{a['auroc']:.2f}** [95% CI {a['low']:.2f}, ")
+    assert "on 40 test steps; expected calibration error" in report.verifier_summary(gathered)
+    assert isinstance(report.show_verifier_quality(gathered)["reliability"], Figure)
+    none = replace(gathered, verifier=None)
+    assert report.verifier_summary(none) == "*This run has no verifier scores on the reported steps.*"
+    assert report.show_verifier_quality(none) == {}  # nothing drawn, nothing saved
+
+
+def test_figure_choices(gathered):
+    from specact.deferral import run_configuration
+
+    assert report.main_configurations({"A": 1, "random": 1, "E": 1, "oracle": 1}) == ["A", "E"]
+    assert report.main_configurations({"oracle": 1}) is None  # none of the main ones: draw every configuration
+    rows, roles = gathered.rows, gathered.roles
+    simulated = run_configuration("random", rows, roles, EvalConfig(), accept_rate=0.5, random_mode="simulate")
+    assert simulated.steps["pred"].notna().all()  # a simulated random does predict, and is still left out
+    fig = report.confusion_figure({"A": gathered.main_results["A"], "random": simulated})
+    assert [a.get_title().split(" ")[0] for a in fig.axes if a.get_visible() and a.get_label() != "<colorbar>"] == ["A"]
+
+
+def test_show_tables_shows_pairs_as_tables_and_strings_as_markdown(monkeypatch, capsys):
+    shown = []
+    monkeypatch.setattr(report, "show_table", lambda df, caption="": shown.append(caption))
+    report.show_tables([(pd.DataFrame({"a": [1]}), "T1"), "*a note*"])
+    assert shown == ["T1"] and "Markdown" in capsys.readouterr().out  # outside a kernel, display prints the object
+
+
+def test_results_json_is_the_gathered_document(rendered):
+    """Notebook 07's results.json holds results_document and results_tables of report.gather on the same run."""
+    res = json.loads((rendered / "results.json").read_text())
+    g = report.gather(rendered.parent / "smoke_a" / "eval" / "test", EvalConfig(bootstrap=B), seed=0)
+    doc = json.loads(json.dumps(report.to_jsonable(report.results_document(g))))
+    assert {k: res[k] for k in doc} == doc
+    assert doc["main_split"] == "test" and doc["n_steps"] == len(g.rows) and set(doc["splits"]) == {"test", "ood"}
+    tables = report.results_tables(g)
+    assert set(res["tables"]) == set(tables) == {"configurations", "configurations_test", "configurations_ood",
+                                                 "per_source_test", "per_source_ood", "signals_test", "signals_ood"}
+    assert res["tables"]["per_source_ood"] == json.loads(json.dumps(report.to_jsonable(tables["per_source_ood"])))
 
 
 def test_compare_two_runs(rendered, tmp_path):

@@ -140,14 +140,26 @@ def proposer_sft(tokenizer, records: list[dict], prompt_cfg=None):
     return Dataset.from_list(rows) if rows else Dataset.from_dict({"id": [], "label": [], "prompt": [], "completion": []})
 
 
+# ---------------------------------------------------------------- data card: label filtering
+def collect_label_filtering(cfg, seed: int, dd):
+    """:func:`specact.data.card.label_filtering` of this data config: its decision points collected
+    again without the step cap, capped as :func:`build_records` caps them, against ``dd`` (the
+    datasets built, or their ``{split: records}``). It lives here, not in ``card.py``: the card
+    importing :func:`collect` would be an import circle (this module re-exports the card)."""
+    collected = collect(cfg, seed, cap=False)
+    return label_filtering(collected, cap_steps(collected, cfg.max_steps_per_trajectory, seed), dd)
+
+
 # The verifier-pair and data-card helpers live in their own modules; re-exported here so
 # callers have one import site for the data stage.
 from specact.data.pairs import crossfit_pairs, is_correct, make_verifier_pairs, verifier_pairs_dataset  # noqa: E402
-from specact.data.card import (card_to_json, datacard, label_filtering, near_duplicate_table,  # noqa: E402
-                               plot_label_distribution, render_examples, shortcut_diagnostic, split_records)
+from specact.data.card import (card_document, card_to_json, datacard, label_filtering, near_duplicate_table,  # noqa: E402
+                               ood_label_counts, pair_kind_counts, plot_label_distribution, render_examples,
+                               shortcut_diagnostic, source_shares, split_records, split_sizes)
 
 __all__ = ["build_decisions", "build_records", "collect", "cap_steps", "assign_splits", "to_dataset", "to_records",
            "save_decisions", "load_decisions", "export_jsonl", "proposer_sft", "make_verifier_pairs", "crossfit_pairs",
            "is_correct", "verifier_pairs_dataset", "datacard", "card_to_json", "plot_label_distribution", "render_examples",
-           "shortcut_diagnostic", "near_duplicate_table", "label_filtering", "split_records", "domain_of", "domain_parts", "is_ood",
-           "near_duplicate_key", "near_duplicate_components", "cross_split_duplicates"]
+           "shortcut_diagnostic", "near_duplicate_table", "label_filtering", "collect_label_filtering", "split_records",
+           "source_shares", "ood_label_counts", "pair_kind_counts", "split_sizes", "card_document", "domain_of",
+           "domain_parts", "is_ood", "near_duplicate_key", "near_duplicate_components", "cross_split_duplicates"]

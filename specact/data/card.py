@@ -212,3 +212,38 @@ def label_filtering(collected: list[dict], capped: list[dict], dd):
     df = df.reindex(list(LABELS)).fillna(0).astype(int).rename_axis("label")
     df["dropped"] = df["after_step_cap"] - df["in_datasets"]
     return df
+
+
+def source_shares(counts):
+    """Each source's share (%) of each split, from the card's ``counts`` (split, source, label, n),
+    rounded to 0.1 for reading: a stratified split keeps every source's share near its share overall."""
+    shares = counts.groupby(["split", "source"])["n"].sum().unstack("split", fill_value=0)
+    return (100 * shares / shares.sum()).round(1)
+
+
+def ood_label_counts(dd):
+    """Decision points per held-out domain x label of the ``ood`` split (the string ``no ood split``
+    when the data config names no held-out domain), to see which labels the held-out domains test."""
+    if "ood" not in dd:
+        return "no ood split"
+    return dd["ood"].to_pandas().groupby(["domain", "label"]).size().unstack(fill_value=0)
+
+
+def pair_kind_counts(pairs):
+    """Verifier pairs per ``kind`` (gold or the confusion it was built from) and ``accept`` label:
+    the negatives' mix the verifier trains on."""
+    return pairs.to_pandas().groupby(["kind", "accept"]).size().rename("n").reset_index()
+
+
+def split_sizes(dd) -> dict[str, int]:
+    """Decision points per split."""
+    return {s: len(dd[s]) for s in dd}
+
+
+def card_document(dd, card: dict, shortcut: dict, duplicates, filtering, pairs) -> dict:
+    """``data/datacard.json``: the card's tables (:func:`datacard`), the shortcut diagnostic's tables
+    as ``shortcut_<name>``, the near-duplicate and label-filtering tables, as records (:func:`card_to_json`),
+    with the split sizes and the verifier pairs per split; the report and README read their numbers from it."""
+    tables = {**card, **{f"shortcut_{k}": v for k, v in shortcut.items()},
+              "near_duplicates": duplicates, "label_filtering": filtering.reset_index()}
+    return {**card_to_json(tables), "sizes": split_sizes(dd), "verifier_pairs": {s: len(pairs[s]) for s in pairs}}
