@@ -18,7 +18,6 @@ with their label log-probabilities) it prints, against the study's judge (action
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -27,23 +26,19 @@ from specact.actions import LABELS
 from specact.data import build as data
 from specact.data.pairs import make_verifier_pairs
 from specact.judge import proposal_correct
-
-
-def probabilities(logps) -> np.ndarray:
-    z = np.exp(np.asarray(logps, dtype=float))
-    return z / z.sum(-1, keepdims=True)
+from specact.predictions import probs, read_rows
 
 
 def figures(train: dict[str, dict], crossfit: list[dict], negatives: int) -> dict:
     """The four AUROCs for one file of cross-fitted proposals (see the module docstring)."""
     recs = [train[p["id"]] for p in crossfit]
     correct = np.array([proposal_correct(r, p["label"], p.get("call")) for r, p in zip(recs, crossfit)])
-    prob = probabilities([p["logp"] for p in crossfit])
+    prob = probs([p["logp"] for p in crossfit])
     top2 = np.sort(prob, 1)[:, -2:]
     lp = {p["id"]: p["logp"] for p in crossfit}
     pairs = make_verifier_pairs(recs, negatives, seed=0)
     accept = np.array([r["accept"] for r in pairs])
-    pair_prob = probabilities([lp[r["id"].split("::")[0]] for r in pairs])
+    pair_prob = probs([lp[r["id"].split("::")[0]] for r in pairs])
     proposed = np.array([LABELS.index(r["label"]) for r in pairs])
     return {
         "real_n": len(crossfit), "real_accuracy": float(correct.mean()),
@@ -58,9 +53,7 @@ def figures(train: dict[str, dict], crossfit: list[dict], negatives: int) -> dic
 def main(args) -> None:
     train = {r["id"]: r for r in data.to_records(data.load_decisions(args.decisions)["train"])}
     for path in args.crossfit:
-        with open(path) as fh:
-            rows = [json.loads(line) for line in fh]
-        out = figures(train, rows, args.negatives)
+        out = figures(train, read_rows(path), args.negatives)
         print(path, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in out.items()))
 
 

@@ -31,20 +31,21 @@ def results_file(path: str | Path) -> Path:
     raise FileNotFoundError(f"no results.json for {path} (give a report folder, a run folder or the file)")
 
 
+def tables_by_split(tables: dict, kind: str) -> dict[str, list[dict]]:
+    """``{split: rows}`` of results.json's ``<kind>_<split>`` tables (kind: configurations, signals, ...)."""
+    return {k.removeprefix(f"{kind}_"): v for k, v in tables.items() if k.startswith(f"{kind}_")}
+
+
 def _split_tables(res: dict) -> dict[str, list[dict]]:
     tables = res.get("tables", {})
-    per_split = {k.removeprefix("configurations_"): v for k, v in tables.items() if k.startswith("configurations_")}
-    return per_split or {res.get("main_split", "test"): tables.get("configurations", [])}
+    return tables_by_split(tables, "configurations") or {res.get("main_split", "test"): tables.get("configurations", [])}
 
 
 def _signals(tables: dict) -> tuple[dict, dict]:
     """From the eval stage's deferral-signal tables (``signals_<split>``): per split, each configuration's
     first curve (APGR, measured cost to 50/80/95% of A) and the learned verifier's AUROC."""
     curves, aucs = {}, {}
-    for key, rows in tables.items():
-        if not key.startswith("signals_"):
-            continue
-        split = key.removeprefix("signals_")
+    for split, rows in tables_by_split(tables, "signals").items():
         for r in rows:
             if r.get("config") and r["config"] not in curves.setdefault(split, {}):
                 curves[split][r["config"]] = {"apgr": r.get("apgr"), **{f"{k}pct": v for k, v in r.items()

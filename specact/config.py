@@ -203,6 +203,11 @@ class EvalConfig:
     max_new_tokens: int = _help("Upper cap on a generated call's tokens: each role's budget is the 99th percentile of the train "
                                 "split's gold calls + 16 tokens, at most this (evaluate.set_call_budgets).", default=64)
 
+    @property
+    def generation_batch_size(self) -> int:
+        """Rows per call-generation batch: ``generate_batch_size``, or ``batch_size`` when it is 0."""
+        return self.generate_batch_size or self.batch_size
+
     def __post_init__(self):
         _check(self, ">=1", "n_samples", "bootstrap", "batch_size", "max_new_tokens")
         _check(self, ">=0", "sample_temperature", "cost_strong", "cost_cheap", "cost_verifier", "max_examples", "generate_batch_size")

@@ -97,7 +97,6 @@ def predict(records: list[dict], roles: dict, eval_cfg: EvalConfig, prompt_cfg: 
     from specact.prompts import prompt_ids, tokenizer_fingerprint
 
     bs, n = eval_cfg.batch_size, len(records)
-    gen_bs = eval_cfg.generate_batch_size or bs
     rows = [base_row(r) for r in records]
     prompts: dict[str, list[list[int]]] = {}  # per tokenizer: the roles of a profile usually share one
     for role in ("cheap", "strong", "strong_frozen"):
@@ -109,7 +108,7 @@ def predict(records: list[dict], roles: dict, eval_cfg: EvalConfig, prompt_cfg: 
         if key not in prompts:
             prompts[key] = [prompt_ids(tok, r, prompt_cfg) for r in records]
         out = predict_role(model, tok, records, prompt_cfg, bs, eval_cfg.generate_calls, budget, quiet, stop_early, prompts[key],
-                           generate_batch_size=gen_bs)
+                           generate_batch_size=eval_cfg.generation_batch_size)
         for row, o in zip(rows, out):
             row[role] = o
     if linear is not None:
@@ -141,7 +140,7 @@ def _samples(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, generate_c
     need = [(i, LABELS[j]) for i, js in enumerate(picks) for j in js
             if uses_tool(LABELS[j]) and LABELS[j] != rows[i]["cheap"]["pred"] and eval_cfg.generate_calls]
     gen = generate_calls(model, tok, [records[i] for i, _ in need], [lab for _, lab in need], prompt_cfg,
-                         eval_cfg.max_new_tokens, eval_cfg.generate_batch_size or eval_cfg.batch_size, quiet) if need else {"calls": [], "gen_tokens": [], "seconds": 0.0}
+                         eval_cfg.max_new_tokens, eval_cfg.generation_batch_size, quiet) if need else {"calls": [], "gen_tokens": [], "seconds": 0.0}
     extra = {key: (c, int(t)) for key, c, t in zip(need, gen["calls"], gen["gen_tokens"])}
     per_tok = gen["seconds"] / max(sum(int(t) for t in gen["gen_tokens"]), 1)
     props, owners = [], []

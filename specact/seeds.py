@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from specact.compare import _split_tables, results_file, write_texts
+from specact.compare import _split_tables, results_file, tables_by_split, write_texts
 from specact.report import REPORTED_SPLITS, describe, markdown_table
 from specact.stats import across_seeds
 
@@ -37,11 +37,6 @@ def seed_of(res: dict, path: Path) -> tuple[str, int | str]:
     return (m.group(1) if m else run), seed
 
 
-def _signal_tables(res: dict) -> dict[str, list[dict]]:
-    tables = res.get("tables", {})
-    return {k.removeprefix("signals_"): v for k, v in tables.items() if k.startswith("signals_")}
-
-
 def seed_measures(res: dict) -> dict[tuple, list]:
     """``{(split, item, measure): [estimate, low, high]}`` of one seed's results.json: accuracy (with
     its interval) and measured cost of every configuration, AUROC (with its interval) of every deferral
@@ -52,7 +47,7 @@ def seed_measures(res: dict) -> dict[tuple, list]:
         for r in table:
             out[(split, r["config"], "accuracy")] = [r.get("accuracy"), r.get("accuracy_lo"), r.get("accuracy_hi")]
             out[(split, r["config"], "measured cost")] = [r.get("measured_cost"), None, None]
-    signals = _signal_tables(res)
+    signals = tables_by_split(res.get("tables", {}), "signals")
     for split, rows in signals.items():
         for r in rows:
             if not r.get("config"):

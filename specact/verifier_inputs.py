@@ -8,7 +8,6 @@ synthetic dev pairs. The pairs themselves are built by :func:`specact.data.pairs
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -16,15 +15,13 @@ import pandas as pd
 from specact.config import PromptConfig, VerifierConfig, load_params
 from specact.data import build as data
 from specact.data import pairs as verifier_pairs
+from specact.predictions import read_rows
 
 
 def read_crossfit(run_dir: str | Path) -> list[dict]:
     """The proposer's cross-fitted predictions (``[]`` when the run trained no fold models)."""
     path = Path(run_dir) / "proposer" / "crossfit.jsonl"
-    if not path.is_file():
-        return []
-    with path.open() as fh:
-        return [json.loads(line) for line in fh]
+    return read_rows(path) if path.is_file() else []
 
 
 def run_pairs(run_dir: str | Path, cfg: VerifierConfig, prompt_cfg: PromptConfig, seed: int):
