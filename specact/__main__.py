@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED",
                    help="run the study once per seed, as runs/<run_id>-s<seed>")
     r.add_argument("--jobs", type=int, default=1, help="with --seeds: seeds run at once, each in its own process")
+    r.add_argument("--stage-jobs", type=int, default=1,
+                   help="stages of one run at once where the graph allows (train_strong beside train_proposer and "
+                        "train_verifier; the eval stages side by side); with --seeds, per seed")
     r.add_argument("--kernel", default="specact", help="Jupyter kernel name")
     e = sub.add_parser("evaluate", help="evaluate every configuration of a trained run on any spec-format JSONL")
     e.add_argument("--run", required=True, help="a trained run directory, e.g. runs/default")
@@ -64,7 +67,8 @@ def _dispatch(args) -> None:
     if args.cmd == "run":
         from specact.pipeline import run_seeds, run_study
 
-        kw = dict(overrides=_overrides(args.set), resume=args.resume, kernel=args.kernel, only=args.only, force=args.force)
+        kw = dict(overrides=_overrides(args.set), resume=args.resume, kernel=args.kernel, only=args.only, force=args.force,
+                  stage_jobs=args.stage_jobs)
         if args.seeds:
             run_seeds(args.params, args.seeds, jobs=args.jobs, **kw)
         elif args.jobs != 1:

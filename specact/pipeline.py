@@ -417,18 +417,34 @@ def interrupt_kills_kernel() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def execute_stage(st: Stage, params: dict, paths: RunPaths, kernel: str, notebooks: Path = NOTEBOOKS, log_output: bool = True) -> Path:
-    """Run one stage's notebook; failures raise StageError / StageInterrupted naming the stage and the executed notebook."""
+def _kernel_manager(env: dict[str, str]) -> type:
+    """A kernel manager whose kernel gets ``env`` on top of this process's environment: stages running
+    side by side in threads of one process cannot each set os.environ for their own kernel."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class StageKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            kw["env"] = {**kw.get("env", os.environ), **env}
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return StageKernelManager
+
+
+def execute_stage(st: Stage, params: dict, paths: RunPaths, kernel: str, notebooks: Path = NOTEBOOKS, log_output: bool = True,
+                  env: dict[str, str] | None = None) -> Path:
+    """Run one stage's notebook (``env``: extra environment for its kernel); failures raise StageError /
+    StageInterrupted naming the stage and the executed notebook."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     paths.report_dir.mkdir(parents=True, exist_ok=True)
     out_nb = executed_path(st, params, paths)
+    engine = {"kernel_manager_class": _kernel_manager(env)} if env else {}
     try:
         with headless_env(), interrupt_kills_kernel():
             pm.execute_notebook(
                 str(notebooks / st.notebook), str(out_nb), parameters=params, kernel_name=kernel,
-                log_output=log_output, progress_bar=False, cwd=str(REPO),
+                log_output=log_output, progress_bar=False, cwd=str(REPO), **engine,
             )
     except PapermillExecutionError as e:
         if e.ename == "KeyboardInterrupt":
@@ -473,6 +489,7 @@ class _Ctx:
     package: Path
     root: Path
     log: Callable[[str], None]
+    cpus: int = 1  # cores this run may use: its stages' kernels share them (see _stage_threads)
 
 
 def _stage_outputs(st: Stage, ctx: _Ctx, params: dict) -> list[Output]:
@@ -480,14 +497,14 @@ def _stage_outputs(st: Stage, ctx: _Ctx, params: dict) -> list[Output]:
     return st.outputs(ctx.cfg, ctx.paths) + [Output(nb.parent, nb.name)]
 
 
-def _run_one(st: Stage, params: dict, key: str, upstream: dict, ctx: _Ctx, tag: str) -> dict:
+def _run_one(st: Stage, params: dict, key: str, upstream: dict, ctx: _Ctx, tag: str, env: dict | None = None) -> dict:
     """Run a stage: its record goes first, and is written again only after its declared outputs are hashed."""
     record_path = ctx.paths.run_dir / "stages" / f"{st.name}.json"
     record_path.unlink(missing_ok=True)  # an interrupted stage must never look complete
     ctx.log(f"{tag} {st.name}: running {st.notebook} ...")
     t0 = time.perf_counter()
     try:
-        execute_stage(st, params, ctx.paths, ctx.kernel, ctx.notebooks)
+        execute_stage(st, params, ctx.paths, ctx.kernel, ctx.notebooks, env=env)
         outputs, missing = collect_outputs(_stage_outputs(st, ctx, params), ctx.root)
         if missing:
             raise StageError(f"stage {st.name} finished but did not write {', '.join(missing)}")
@@ -507,36 +524,104 @@ def _run_one(st: Stage, params: dict, key: str, upstream: dict, ctx: _Ctx, tag: 
     return record
 
 
-def _run_stages(stages: list[Stage], ctx: _Ctx, only: list[str], force: list[str]) -> dict:
-    """Walk the stage graph in order; returns {stage: {"status", "seconds", "key"}} (seconds: last real wall time)."""
+def _decide(st: Stage, ctx: _Ctx, tokens: dict, only: list[str], force: list[str], tag: str) -> dict:
+    """Whether a stage whose upstream stages are settled is current: {"settled": summary, "token"} or {"run": ...}."""
+    params = st.params(ctx.cfg, ctx.paths)
+    nb = ctx.notebooks / st.notebook
+    upstream = {d: tokens.get(d) for d in st.deps}
+    key = stage_key(nb, params, [f"{d}={t}" for d, t in upstream.items()], code_key(nb, ctx.package))
+    record = read_record(ctx.paths.run_dir / "stages" / f"{st.name}.json")
+    why = check_record(record, key, ctx.root)
+    if only and st.name not in only:
+        return {"token": None if why else record_token(record), "settled": {
+            "status": "not selected" + (f" (not current: {why})" if why else ""), "seconds": record.get("seconds", 0.0), "key": key}}
+    if not why and st.name not in force:
+        ctx.log(f"{tag} {st.name}: unchanged, skipped ({record['seconds']:.1f}s when run)")
+        return {"token": record_token(record), "settled": {"status": "skipped", "seconds": record["seconds"], "key": key}}
+    stale = [d for d, t in upstream.items() if t is None]
+    if stale:  # only reachable with --only: never build on outputs that do not match their inputs
+        raise StageError(f"stage {st.name} needs upstream stages that are not current: {', '.join(stale)}; "
+                         f"add them to --only or run without --only")
+    return {"run": (params, key, upstream)}
+
+
+def _ran(record: dict, key: str) -> dict:
+    return {"status": "ran", "seconds": record["seconds"], "key": key}
+
+
+def _run_stages(stages: list[Stage], ctx: _Ctx, only: list[str], force: list[str], stage_jobs: int = 1) -> dict:
+    """Walk the stage graph; returns {stage: {"status", "seconds", "key"}} (seconds: last real wall time).
+
+    ``stage_jobs`` > 1 runs up to that many stages whose upstream stages are done side by side (each in its
+    own kernel): train_strong beside train_proposer -> train_verifier, the eval stages beside each other.
+    """
+    if stage_jobs > 1:
+        return _run_stages_parallel(stages, ctx, only, force, stage_jobs)
     tokens: dict[str, str | None] = {}  # stage -> what downstream keys see; None = not current
     summary: dict[str, dict] = {}
     for i, st in enumerate(stages, 1):
         tag = f"[{i}/{len(stages)}]"
-        params = st.params(ctx.cfg, ctx.paths)
-        nb = ctx.notebooks / st.notebook
-        upstream = {d: tokens.get(d) for d in st.deps}
-        key = stage_key(nb, params, [f"{d}={t}" for d, t in upstream.items()], code_key(nb, ctx.package))
-        record = read_record(ctx.paths.run_dir / "stages" / f"{st.name}.json")
-        why = check_record(record, key, ctx.root)
-        if only and st.name not in only:
-            tokens[st.name] = None if why else record_token(record)
-            summary[st.name] = {"status": "not selected" + (f" (not current: {why})" if why else ""),
-                                "seconds": record.get("seconds", 0.0), "key": key}
+        decision = _decide(st, ctx, tokens, only, force, tag)
+        if "settled" in decision:
+            tokens[st.name], summary[st.name] = decision["token"], decision["settled"]
             continue
-        if not why and st.name not in force:
-            ctx.log(f"{tag} {st.name}: unchanged, skipped ({record['seconds']:.1f}s when run)")
-            tokens[st.name] = record_token(record)
-            summary[st.name] = {"status": "skipped", "seconds": record["seconds"], "key": key}
-            continue
-        stale = [d for d, t in upstream.items() if t is None]
-        if stale:  # only reachable with --only: never build on outputs that do not match their inputs
-            raise StageError(f"stage {st.name} needs upstream stages that are not current: {', '.join(stale)}; "
-                             f"add them to --only or run without --only")
+        params, key, upstream = decision["run"]
         record = _run_one(st, params, key, upstream, ctx, tag)
-        tokens[st.name] = record_token(record)
-        summary[st.name] = {"status": "ran", "seconds": record["seconds"], "key": key}
+        tokens[st.name], summary[st.name] = record_token(record), _ran(record, key)
     return summary
+
+
+def _stage_threads(running: int, cpus: int) -> dict[str, str]:
+    """CPU threads for a stage's kernel when ``running`` stages share ``cpus`` cores: torch and BLAS
+    otherwise each take every core, and two kernels spinning 2 threads each on 2 cores run slower than
+    one. An OMP_NUM_THREADS the user set wins."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return {}
+    n = str(max(1, cpus // max(1, running)))
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+
+
+def _run_stages_parallel(stages: list[Stage], ctx: _Ctx, only: list[str], force: list[str], stage_jobs: int) -> dict:
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    tokens: dict[str, str | None] = {}
+    summary: dict[str, dict] = {}
+    pending = {st.name: (i, st) for i, st in enumerate(stages, 1)}
+    running: dict = {}  # future -> (stage name, key)
+    errors: list[BaseException] = []
+    # Threads, not processes: each stage's work happens in its own kernel; a thread only waits on it.
+    # The signal handler lives in this (main) thread: Ctrl-C kills every stage's kernel.
+    with headless_env(), interrupt_kills_kernel(), ThreadPoolExecutor(max_workers=stage_jobs) as pool:
+        while True:
+            for name, (i, st) in list(pending.items()):  # in graph order: earlier stages get free slots first
+                if errors or any(d not in tokens for d in st.deps) or len(running) >= stage_jobs:
+                    continue
+                tag = f"[{i}/{len(stages)}]"
+                decision = _decide(st, ctx, tokens, only, force, tag)
+                del pending[name]
+                if "settled" in decision:
+                    tokens[name], summary[name] = decision["token"], decision["settled"]
+                    continue
+                params, key, upstream = decision["run"]
+                env = _stage_threads(len(running) + 1, ctx.cpus)
+                running[pool.submit(_run_one, st, params, key, upstream, ctx, tag, env)] = (name, key)
+            if not running:
+                if errors or not pending:
+                    break
+                # a pass that starts nothing leaves only stages whose upstream never settles (not on a DAG)
+                raise StageError(f"stages wait on upstream stages that never run: {', '.join(pending)}")
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                name, key = running.pop(fut)
+                try:
+                    record = fut.result()
+                except BaseException as e:  # noqa: BLE001 -- the first failure is raised once the running stages end
+                    errors.append(e)
+                    continue
+                tokens[name], summary[name] = record_token(record), _ran(record, key)
+    if errors:
+        raise errors[0]
+    return {st.name: summary[st.name] for st in stages if st.name in summary}
 
 
 def _write_timings(paths: RunPaths, summary: dict, wall: float) -> None:
@@ -549,9 +634,15 @@ def _write_timings(paths: RunPaths, summary: dict, wall: float) -> None:
 def run_study(
     params_path: str | Path, *, overrides: dict | None = None, resume: bool = False, kernel: str = KERNEL,
     root: Path = REPO, notebooks: Path = NOTEBOOKS, only: list[str] | None = None, force: list[str] | None = None,
-    log: Callable[[str], None] = print, package: Path = PACKAGE,
+    log: Callable[[str], None] = print, package: Path = PACKAGE, stage_jobs: int = 1, cpus: int | None = None,
 ) -> dict:
-    """Run every stage of a study. Returns {stage: {"status", "seconds", "key"}}."""
+    """Run every stage of a study. Returns {stage: {"status", "seconds", "key"}}.
+
+    ``stage_jobs``: stages run at once where the graph allows; ``cpus``: the cores their kernels share
+    (default: every core this process may use).
+    """
+    if stage_jobs < 1:
+        raise ParamsError(f"--stage-jobs must be >= 1, got {stage_jobs}")
     root, notebooks, package = Path(root), Path(notebooks), Path(package)
     cfg = load_params(params_path, overrides)
     paths = RunPaths.for_run(cfg.run_id, root)
@@ -565,8 +656,8 @@ def run_study(
     t_all = time.perf_counter()
     with run_lock(paths.run_dir):
         prepare_run(cfg, paths, resume)
-        ctx = _Ctx(cfg, paths, kernel, notebooks, package, root, log)
-        summary = _run_stages(stages, ctx, only or [], force or [])
+        ctx = _Ctx(cfg, paths, kernel, notebooks, package, root, log, cpus or len(os.sched_getaffinity(0)))
+        summary = _run_stages(stages, ctx, only or [], force or [], stage_jobs)
         wall = time.perf_counter() - t_all
         _write_timings(paths, summary, wall)
     log(f"study {cfg.run_id}: {wall:.1f}s in all; report: {paths.report_dir / 'report.html'}")
@@ -609,8 +700,10 @@ def run_seeds(params_path: str | Path, seeds: list[int], *, jobs: int = 1, overr
             except (StageError, RunLockedError, RunExistsError) as e:
                 errors[s] = str(e)
     else:  # spawn, not fork: the parent may hold zmq / torch threads a fork would copy half of
+        cpus = max(1, len(os.sched_getaffinity(0)) // jobs)  # the seeds' kernels share the cores
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            futs = {s: pool.submit(run_study, params_path, overrides=ov, **{**kw, "log": partial(_log_prefixed, f"[seed {s}]")})
+            futs = {s: pool.submit(run_study, params_path, overrides=ov,
+                                   **{"cpus": cpus, **kw, "log": partial(_log_prefixed, f"[seed {s}]")})
                     for s, ov in calls.items()}
             for s, fut in futs.items():
                 try:

@@ -270,6 +270,39 @@ def test_seeds_run_concurrently_as_separate_runs(tmp_path):
         assert (run_dir / "strong" / "model.txt").read_text() == f"train_strong {s}"
 
 
+# Each of two stages says it started, then waits for the other: they finish only if they run side by side.
+MEET = ("import time\n"
+        "pathlib.Path(run_dir, {me!r}).touch()\n"
+        "t0 = time.time()\n"
+        "while not pathlib.Path(run_dir, {other!r}).exists():\n"
+        "    assert time.time() - t0 < 60, 'the other stage never started: stages ran one after another'\n"
+        "    time.sleep(0.05)\n"
+        "pathlib.Path(run_dir, {me!r} + '.threads').write_text(os.environ.get('OMP_NUM_THREADS', 'unset'))\n")
+
+
+def test_stage_jobs_run_independent_stages_side_by_side(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    extra = {"train_strong": MEET.format(me="strong.start", other="proposer.start"),
+             "train_proposer": MEET.format(me="proposer.start", other="strong.start")}
+    params, paths, nbs, run = make_study(tmp_path, "run_id: toy\nconfigurations: [B, D]\n", extra=extra)
+    summary = run(stage_jobs=2, cpus=4)
+    assert all(v["status"] == "ran" for v in summary.values()) and list(summary) == [s.name for s in stages_for(
+        load_params(params))]
+    order = ran(paths)
+    assert order[0] == "data" and order[-1] == "report"
+    assert order.index("train_verifier") > order.index("train_proposer") and order.index("predict") > order.index("train_strong")
+    assert (paths.run_dir / "strong.start.threads").read_text() == "2"  # two kernels share the 4 cores
+    assert rerun(paths, run, stage_jobs=2, cpus=4) == []  # records as the sequential runner writes them
+
+
+def test_stage_jobs_let_running_stages_finish_then_raise_the_failure(tmp_path):
+    params, paths, nbs, run = make_study(tmp_path, "run_id: toy\nconfigurations: [B]\n", fail_stage="train_strong")
+    with pytest.raises(StageError, match="stage train_strong failed: RuntimeError: planted failure"):
+        run(stage_jobs=2)
+    assert "train_verifier" in ran(paths) and "predict" not in ran(paths)  # the proposer's branch went on
+    assert json.loads((paths.run_dir / "stages" / "train_verifier.json").read_text())["status"] == "ok"
+
+
 def test_data_seed_defaults_to_seed_and_feeds_the_data_and_predict_stages(tmp_path):
     params, paths, nbs, _ = make_study(tmp_path, "run_id: toy\nseed: 3\nconfigurations: [B]\n")
     cfg = load_params(params)

@@ -77,6 +77,10 @@ export JUPYTER_PATH="$SITE/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
 export MPLBACKEND=Agg HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
        TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 PYDEVD_DISABLE_FILE_VALIDATION=1
 export JUPYTER_PATH="$WORK/jupyter/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
+# Padding-free batches change shape every step: the caching allocator's fixed blocks fragment (one strong
+# full-FT training held 84 GiB on 2026-12-01, and a third beside two others ran out of memory); growable
+# segments keep what each process holds near what it uses, so several trainings share one GPU.
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 export JUPYTER_RUNTIME_DIR="$WORK/runtime" JUPYTER_DATA_DIR="$WORK/data" IPYTHONDIR="$WORK/ipython"
 
 "$PY" - <<'PYEOF' || { say "imports failed: see above (missing wheels? run scripts/gpu/fetch_wheels.sh)"; exit 2; }
@@ -181,8 +185,12 @@ RUN_IDS=("$RUN_ID"); (( ${#SEEDS[@]} )) && RUN_IDS=("${SEEDS[@]/#/$RUN_ID-s}")
 budget=$(( $(left) - RESERVE_S ))
 say "study $PARAMS (run_id $RUN_ID), $budget s allowed"
 # shellcheck disable=SC2086
+# GPU memory in use every 10 s while the study runs: what decides how many trainings share the GPU
+nvidia-smi --query-gpu=timestamp,memory.used --format=csv,noheader -l 10 >>"$OUT/gpu_memory.csv" 2>/dev/null &
+smi=$!
 timeout -k 10 "$budget" "$PY" -m specact run "$PARAMS" $RUN_ARGS 2>&1 | tee -a "$OUT/study.log"
 study_rc=${PIPESTATUS[0]}
+kill "$smi" 2>/dev/null
 say "study exit $study_rc"
 
 # ---- 5. benchmarks, time permitting (logs under $OUT)
@@ -232,11 +240,17 @@ PYEOF
   "$PY" - "runs/$rid/stages" <<'PYEOF'
 import json, sys
 from pathlib import Path
-total = 0.0
+from datetime import datetime
+total, spans = 0.0, []
 for p in sorted(Path(sys.argv[1]).glob("*.json"), key=lambda p: p.stat().st_mtime):
     r = json.loads(p.read_text()); total += r.get("seconds", 0.0)
     print(f"  {p.stem:<16}{r.get('status', '?'):<8}{r.get('seconds', 0.0):8.1f}s")
+    if "finished" in r:  # stages run side by side (--stage-jobs): the span, not the sum, is the wait
+        end = datetime.strptime(r["finished"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+        spans.append((end - r["seconds"], end))
 print(f"  stages in all   {total:8.1f}s")
+if spans:
+    print(f"  first start to last finish {max(e for _, e in spans) - min(s for s, _ in spans):8.1f}s (across calls: includes the gaps)")
 PYEOF
   done
   [[ -f "reports/${RUN_IDS[0]}/report.md" ]] && head -n 30 "reports/${RUN_IDS[0]}/report.md"
