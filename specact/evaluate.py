@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import json
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -229,13 +230,34 @@ def prediction_targets(decisions, eval_cfg: EvalConfig, seed: int, data_file: st
 
 
 def predict_splits(targets: dict[str, list[dict]], roles: dict, eval_cfg: EvalConfig, prompt_cfg: PromptConfig,
-                   seed: int = 0, reuse: dict[str, str | Path] | None = None, **kw) -> dict[str, list[dict]]:
+                   seed: int = 0, reuse: dict[str, str | Path] | None = None, done_dir: str | Path | None = None,
+                   **kw) -> dict[str, list[dict]]:
     """:func:`predict` on every split of ``targets``, except where ``reuse`` names the file of rows a
     run already computed for that split (``{"dev": path}``: an external evaluation keeps the run's
-    dev predictions, hence its thresholds). ``kw`` goes to :func:`predict`."""
+    dev predictions, hence its thresholds). ``kw`` goes to :func:`predict`.
+
+    ``done_dir`` keeps each split's rows once predicted; a resumed attempt of the stage (see
+    :func:`specact.trainer_common.resuming`) takes the splits it finished from there, a fresh one empties it.
+    """
+    from specact import trainer_common as tc
+
     reuse = {k: v for k, v in (reuse or {}).items() if v}
-    return {split: read_rows(reuse[split]) if split in reuse else predict(recs, roles, eval_cfg, prompt_cfg, seed, **kw)
-            for split, recs in targets.items()}
+    if done_dir is not None:
+        if not tc.resuming():
+            shutil.rmtree(done_dir, ignore_errors=True)  # another attempt's rows (other models, other params)
+        Path(done_dir).mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, recs in targets.items():
+        done = Path(done_dir) / f"{split}.jsonl" if done_dir is not None else None
+        if split in reuse:
+            out[split] = read_rows(reuse[split])
+        elif done is not None and tc.resuming() and done.is_file():
+            out[split] = read_rows(done)
+        else:
+            out[split] = predict(recs, roles, eval_cfg, prompt_cfg, seed, **kw)
+            if done is not None:
+                write_rows(out[split], done)
+    return out
 
 
 def write_predictions(rows_by_split: dict[str, list[dict]], eval_dir: str | Path, reported: str) -> dict[str, Path]:

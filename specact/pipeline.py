@@ -37,6 +37,8 @@ import yaml
 
 from specact.config import ParamsError, StudyConfig, load_params, to_dict
 
+RESUME_ENV = "SPECACT_RESUME"  # specact.trainer_common reads it (not imported here: the runner stays torch-free)
+
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 PACKAGE = REPO / "specact"
@@ -500,8 +502,11 @@ def _stage_outputs(st: Stage, ctx: _Ctx, params: dict) -> list[Output]:
 def _run_one(st: Stage, params: dict, key: str, upstream: dict, ctx: _Ctx, tag: str, env: dict | None = None) -> dict:
     """Run a stage: its record goes first, and is written again only after its declared outputs are hashed."""
     record_path = ctx.paths.run_dir / "stages" / f"{st.name}.json"
-    record_path.unlink(missing_ok=True)  # an interrupted stage must never look complete
-    ctx.log(f"{tag} {st.name}: running {st.notebook} ...")
+    # Never complete-looking while it runs; the key tells a later attempt whether it may resume this one.
+    write_record(record_path, {"key": key, "status": "running", "upstream": upstream,
+                               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    resuming = (env or {}).get(RESUME_ENV) == "1"
+    ctx.log(f"{tag} {st.name}: running {st.notebook}{' (resuming an unfinished attempt)' if resuming else ''} ...")
     t0 = time.perf_counter()
     try:
         execute_stage(st, params, ctx.paths, ctx.kernel, ctx.notebooks, env=env)
@@ -542,7 +547,10 @@ def _decide(st: Stage, ctx: _Ctx, tokens: dict, only: list[str], force: list[str
     if stale:  # only reachable with --only: never build on outputs that do not match their inputs
         raise StageError(f"stage {st.name} needs upstream stages that are not current: {', '.join(stale)}; "
                          f"add them to --only or run without --only")
-    return {"run": (params, key, upstream)}
+    # An attempt with this very key that did not finish (interrupted, failed) left checkpoints and finished
+    # parts that this one may continue from; anything else (or --force) starts the stage's trainings afresh.
+    resume = st.name not in force and record.get("key") == key and record.get("status") in ("running", "failed")
+    return {"run": (params, key, upstream, resume)}
 
 
 def _ran(record: dict, key: str) -> dict:
@@ -565,8 +573,8 @@ def _run_stages(stages: list[Stage], ctx: _Ctx, only: list[str], force: list[str
         if "settled" in decision:
             tokens[st.name], summary[st.name] = decision["token"], decision["settled"]
             continue
-        params, key, upstream = decision["run"]
-        record = _run_one(st, params, key, upstream, ctx, tag)
+        params, key, upstream, resume = decision["run"]
+        record = _run_one(st, params, key, upstream, ctx, tag, {RESUME_ENV: "1" if resume else "0"})
         tokens[st.name], summary[st.name] = record_token(record), _ran(record, key)
     return summary
 
@@ -602,8 +610,8 @@ def _run_stages_parallel(stages: list[Stage], ctx: _Ctx, only: list[str], force:
                 if "settled" in decision:
                     tokens[name], summary[name] = decision["token"], decision["settled"]
                     continue
-                params, key, upstream = decision["run"]
-                env = _stage_threads(len(running) + 1, ctx.cpus)
+                params, key, upstream, resume = decision["run"]
+                env = {**_stage_threads(len(running) + 1, ctx.cpus), RESUME_ENV: "1" if resume else "0"}
                 running[pool.submit(_run_one, st, params, key, upstream, ctx, tag, env)] = (name, key)
             if not running:
                 if errors or not pending:

@@ -30,6 +30,7 @@ from specact import trainer_common as tc
 from specact.actions import LABELS
 from specact.config import ModelSpec, PromptConfig, TrainConfig
 from specact.models import load_model, load_tokenizer, pick_device
+from specact.predictions import read_rows, write_rows
 from specact.prompts import completion_ids, gold_call, prompt_ids
 # Re-exported: the Trainer plumbing lives in specact.trainer_common (shared with specact.verifier).
 from specact.trainer_common import (META_FILE, _save_prompts, adapter_inputs_uncast, common_args,  # noqa: F401
@@ -201,6 +202,10 @@ def train_sft(records_train: list[dict], records_dev: list[dict], cfg: TrainConf
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prompt_cfg = prompt_cfg or PromptConfig()
+    tc.start_fresh(out_dir, "metrics.json", "model")
+    done = tc.finished_metrics(out_dir, "model")
+    if done is not None:  # an interrupted attempt of this stage finished this training (e.g. before the folds)
+        return done
     if cfg.num_processes > 1 and not launch.in_launched_job():
         role_tokenizer(cfg.model, run_dir, records_train, prompt_cfg, train_texts)  # once, before the processes share it
     launched = tc.maybe_launch("specact.train:train_sft", cfg.num_processes, out_dir, dict(
@@ -278,6 +283,9 @@ def role_costs(run_dir, roles=("proposer", "strong")):
     return cost
 
 
+HELDOUT_FILE = "heldout.jsonl"  # a fold's held-out predictions, kept so that a resumed stage skips the fold
+
+
 def folds_by_trajectory(records: list[dict], k: int, seed: int) -> list[int]:
     """Fold index of each record; a trajectory's steps always share a fold (no leakage across folds)."""
     trajs = sorted({r["meta"]["trajectory_id"] for r in records})
@@ -308,14 +316,14 @@ def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConf
     Fold models follow the deployed proposer's recipe (epochs, dev loss on ``records_dev``, best
     checkpoint, early stopping) unless ``cfg.crossfit_max_steps`` caps them.
     ``run_dir`` (holding the BPE tokenizer) defaults to ``out_dir``'s parent, as in DESIGN.md.
-    Fold models are not kept; their logs go to ``out_dir/crossfit/fold<i>/``.
+    Fold models are not kept; their logs and held-out rows go to ``out_dir/crossfit/fold<i>/``.
     """
-    from specact.scoring import generate_calls, score_labels
-
     out_dir = Path(out_dir)
     run_dir = run_dir if run_dir is not None else out_dir.parent
     prompt_cfg = prompt_cfg or PromptConfig()
     fold = folds_by_trajectory(records_train, k, seed)
+    for f in range(k):
+        tc.start_fresh(out_dir / "crossfit" / f"fold{f}", "metrics.json", HELDOUT_FILE)
     tok = role_tokenizer(cfg.model, run_dir, records_train, prompt_cfg)  # the whole split, not a fold
     launched = tc.maybe_launch("specact.train:crossfit", cfg.num_processes, out_dir, dict(
         records_train=records_train, cfg=cfg, prompt_cfg=prompt_cfg, k=k, out_dir=str(out_dir), seed=seed, run_dir=run_dir,
@@ -325,29 +333,43 @@ def crossfit(records_train: list[dict], cfg: TrainConfig, prompt_cfg: PromptConf
     fold_cfg = dataclasses.replace(cfg, max_steps=cfg.crossfit_max_steps) if getattr(cfg, "crossfit_max_steps", 0) else cfg
     rows: dict[int, dict] = {}
     for f in range(k):
-        train = [r for r, g in zip(records_train, fold) if g != f]
         held_idx = _heldout_sample([i for i, g in enumerate(fold) if g == f], getattr(cfg, "crossfit_examples", 0), seed, f)
-        held = [records_train[i] for i in held_idx]
         fdir = out_dir / "crossfit" / f"fold{f}"
-        fdir.mkdir(parents=True, exist_ok=True)
-        model, _, metrics, _ = _train_sft(train, fold_cfg, prompt_cfg, fdir, seed + f, run_dir, quiet, device, tok=tok,
-                                          records_dev=records_dev, eval_batch=batch_size)
-        if not launch.is_main():
-            continue  # process 0 predicts the held-out fold; the others wait for it in the next fold's DDP setup
-        held_bs = getattr(cfg, "crossfit_batch_size", batch_size)
-        res = score_labels(model, tok, held, prompt_cfg, held_bs, quiet=quiet)
-        labels = [LABELS[j] for j in res["logp"].argmax(1)]
-        calls = generate_calls(model, tok, held, labels, prompt_cfg, max_new_tokens, held_bs, quiet=quiet)["calls"]
-        metrics["heldout_acc"] = float(np.mean([lab == r["label"] for lab, r in zip(labels, held)]))
-        (fdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        shutil.rmtree(fdir / "checkpoints", ignore_errors=True)
-        for i, lab, call, lp in zip(held_idx, labels, calls, res["logp"]):
-            rows[i] = {"id": records_train[i]["id"], "label": lab, "call": call, "logp": lp.tolist(), "gold": records_train[i]["label"]}
-        del model
+        done = tc.finished_metrics(fdir, HELDOUT_FILE)
+        if done is not None:  # this fold finished in an interrupted attempt of the same stage
+            rows.update((i, r) for i, r in zip(held_idx, read_rows(fdir / HELDOUT_FILE)))
+            continue
+        train = [r for r, g in zip(records_train, fold) if g != f]
+        rows.update(_crossfit_fold(train, [records_train[i] for i in held_idx], held_idx, fold_cfg, cfg, prompt_cfg,
+                                   fdir, seed + f, run_dir, tok, records_dev, batch_size, max_new_tokens, quiet, device))
     out = [rows[i] for i in sorted(rows)]
     if launch.is_main():
         _write_crossfit(out_dir, out, run_dir, tok)
     return out
+
+
+def _crossfit_fold(train, held, held_idx, fold_cfg, cfg, prompt_cfg, fdir: Path, seed: int, run_dir, tok, records_dev,
+                   batch_size: int, max_new_tokens: int, quiet: bool, device) -> dict[int, dict]:
+    """Train one fold model and predict its held-out points: {training-split index: row}. The rows are
+    also written to ``fdir/heldout.jsonl``, so that a resumed attempt of the stage skips the fold."""
+    from specact.scoring import generate_calls, score_labels
+
+    fdir.mkdir(parents=True, exist_ok=True)
+    model, _, metrics, _ = _train_sft(train, fold_cfg, prompt_cfg, fdir, seed, run_dir, quiet, device, tok=tok,
+                                      records_dev=records_dev, eval_batch=batch_size)
+    if not launch.is_main():
+        return {}  # process 0 predicts the held-out fold; the others wait for it in the next fold's DDP setup
+    held_bs = getattr(cfg, "crossfit_batch_size", batch_size)
+    res = score_labels(model, tok, held, prompt_cfg, held_bs, quiet=quiet)
+    labels = [LABELS[j] for j in res["logp"].argmax(1)]
+    calls = generate_calls(model, tok, held, labels, prompt_cfg, max_new_tokens, held_bs, quiet=quiet)["calls"]
+    metrics["heldout_acc"] = float(np.mean([lab == r["label"] for lab, r in zip(labels, held)]))
+    rows = {i: {"id": r["id"], "label": lab, "call": call, "logp": lp.tolist(), "gold": r["label"]}
+            for i, r, lab, call, lp in zip(held_idx, held, labels, calls, res["logp"])}
+    write_rows(list(rows.values()), fdir / HELDOUT_FILE)
+    (fdir / "metrics.json").write_text(json.dumps(metrics, indent=1))  # last: it marks the fold finished
+    shutil.rmtree(fdir / "checkpoints", ignore_errors=True)
+    return rows
 
 
 def crossfit_confusion(rows: list[dict]):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -134,6 +135,41 @@ def one_gpu_per_process(args):
     if args.n_gpu > 1:
         args._n_gpu = 1
     return args
+
+
+# The runner sets this to "1" in the kernel of a stage it re-runs after an attempt with the same key
+# (parameters, library code, upstream outputs) was interrupted or failed, and to "0" otherwise.
+RESUME_ENV = "SPECACT_RESUME"
+
+
+def resuming() -> bool:
+    """True only where what an earlier attempt left (checkpoints, a finished model, a fold's held-out
+    predictions) was made by the same job: the runner's stage key vouches for it. Outside the runner
+    (a notebook by hand, a sweep) every training starts fresh."""
+    return os.environ.get(RESUME_ENV) == "1"
+
+
+def start_fresh(out_dir: Path, *names: str) -> None:
+    """Unless :func:`resuming`, remove ``out_dir/checkpoints`` and ``names`` an earlier attempt left:
+    the Trainer would otherwise resume another configuration's checkpoint, and a finished part of
+    another configuration would be reused. Call it in the launching process, before any rank trains."""
+    if resuming() or launch.in_launched_job():
+        return
+    for name in ("checkpoints", *names):
+        path = Path(out_dir) / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def finished_metrics(out_dir: Path, *needs: str) -> dict | None:
+    """The metrics of a training this attempt's job already finished (resuming only): ``metrics.json``
+    and every path in ``needs`` present under ``out_dir``."""
+    out_dir = Path(out_dir)
+    if not resuming() or not (out_dir / "metrics.json").is_file() or not all((out_dir / n).exists() for n in needs):
+        return None
+    return json.loads((out_dir / "metrics.json").read_text())
 
 
 def last_checkpoint(out_dir: Path) -> str | None:

@@ -170,6 +170,10 @@ def train_verifier(pairs_train, pairs_dev, cfg: VerifierConfig, prompt_cfg: Prom
                          "calibrated probabilities are what an accept threshold needs; see specact/verifier.py)")
     out_dir, prompt_cfg = Path(out_dir), prompt_cfg or PromptConfig()
     out_dir.mkdir(parents=True, exist_ok=True)
+    tc.start_fresh(out_dir, "metrics.json", "model", "calibration.json")
+    done = tc.finished_metrics(out_dir, "model", "calibration.json")
+    if done is not None:  # an interrupted attempt of this stage finished the training and calibration
+        return done
     recs, _, y = parse_pairs(pairs_train)
     if len(np.unique(y)) < 2:
         raise ValueError("verifier training pairs need both accept=1 and accept=0 rows")

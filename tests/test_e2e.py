@@ -68,6 +68,13 @@ def test_results_are_complete_and_costs_honest(smoke):
     assert res["finding"] and res["tables"]["configurations"]
 
 
+def test_the_strong_stage_needs_only_what_the_graph_says(tmp_path):
+    # `--stage-jobs` runs train_strong beside train_proposer: its notebook must read nothing the proposer writes
+    # (it once showed the proposer's FLOPs, and failed whenever it finished first)
+    summary = run_study(REPO / "params" / "smoke.yaml", root=tmp_path, log=print, only=["data", "train_strong"])
+    assert summary["train_strong"]["status"] == "ran" and not (tmp_path / "runs" / "smoke" / "proposer").exists()
+
+
 def test_rerun_skips_every_stage(smoke):
     root, _ = smoke
     summary = run_study(REPO / "params" / "smoke.yaml", root=root, log=print)

@@ -184,9 +184,29 @@ def test_interrupted_stage_is_not_taken_as_complete(tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, as a hard kill would
         proc.wait()
-    assert not (paths.run_dir / "stages" / "train_strong.json").exists()
+    assert json.loads((paths.run_dir / "stages" / "train_strong.json").read_text())["status"] == "running"
     params.write_text("run_id: toy\nconfigurations: [B]\n")
     assert rerun(paths, run, resume=True)[0] == "train_strong"
+
+
+def test_an_unfinished_attempt_is_resumed_only_under_the_same_key(tmp_path):
+    # train_strong fails on its first attempt; what each attempt's kernel is told lands in resume.log
+    extra = {"train_strong": ("pathlib.Path(run_dir, 'resume.log').open('a').write(os.environ['SPECACT_RESUME'])\n"
+                              "if not pathlib.Path(run_dir, 'failed_once').exists():\n"
+                              "    pathlib.Path(run_dir, 'failed_once').touch()\n"
+                              "    raise RuntimeError('first attempt dies')\n")}
+    params, paths, nbs, run = make_study(tmp_path, "run_id: toy\nconfigurations: [B]\n", extra=extra)
+    with pytest.raises(StageError):
+        run()
+    run()  # same key: continue from what the failed attempt left
+    run(force=["train_strong"])  # asked for afresh
+    params.write_text("run_id: toy\nconfigurations: [B]\nstrong:\n  max_steps: 3\n")
+    (paths.run_dir / "failed_once").unlink()
+    with pytest.raises(StageError):
+        run(resume=True)  # changed params: fails fresh...
+    params.write_text("run_id: toy\nconfigurations: [B]\n")
+    run(resume=True)  # ...and the old key's attempt is not resumed either (the record holds the other key)
+    assert (paths.run_dir / "resume.log").read_text() == "01000"
 
 
 def test_library_edit_redoes_the_stages_that_import_it(tmp_path):
@@ -422,7 +442,7 @@ def test_ctrl_c_stops_with_one_line_and_no_kernel_traceback(tmp_path):
     lines = [ln for ln in err.splitlines() if not ln.startswith("[IPKernelApp]")]
     assert proc.returncode == 130 and "Traceback" not in err
     assert lines == ["stage train_strong interrupted; rerun the same command to resume (finished stages are kept)"]
-    assert not (paths.run_dir / "stages" / "train_strong.json").exists()
+    assert json.loads((paths.run_dir / "stages" / "train_strong.json").read_text())["status"] == "running"  # not complete
 
 
 @pytest.mark.parametrize("error, rc", [

@@ -11,6 +11,7 @@ from specact_toy import PROMPT, make_records, tiny_spec, toy_run_dir
 from specact.actions import LABELS
 from specact.config import ProposerConfig, TrainConfig, VerifierConfig
 from specact.models import load_model, load_tokenizer
+from specact.predictions import read_rows
 from specact.prompts import completion_ids, gold_call, prompt_ids, sft_example
 from specact.scoring import score_labels, verifier_scores
 from specact.train import crossfit, folds_by_trajectory, load_trained, tokenize_sft, train_sft
@@ -150,6 +151,36 @@ def test_crossfit_predicts_each_row_from_a_model_that_never_saw_its_trajectory(r
     assert len((tmp_path / "proposer" / "crossfit.jsonl").read_text().splitlines()) == 12
     with pytest.raises(ValueError, match="2 <= k"):
         folds_by_trajectory(RECS[:2], 2, 0)
+
+
+def test_a_resumed_stage_reuses_finished_parts_and_a_fresh_one_never_does(run_dir, tmp_path, monkeypatch):
+    """What the runner's SPECACT_RESUME means to the trainings: resuming (an unfinished attempt with the same
+    stage key), the finished proposer and finished folds are reused as they are; otherwise they and any
+    checkpoint are removed before training, so another configuration's checkpoint is never resumed."""
+    import specact.train as tr
+
+    cfg, out = _cfg(max_steps=3, crossfit_max_steps=2), tmp_path / "proposer"
+    monkeypatch.setenv("SPECACT_RESUME", "0")
+    train_sft(RECS[:12], RECS[12:16], cfg, PROMPT, out, 0, run_dir, quiet=True)
+    first = json.loads((out / "metrics.json").read_text())
+    rows = crossfit(RECS[:12], cfg, PROMPT, 2, out, 0, run_dir, max_new_tokens=4, quiet=True)
+    stale = out / "checkpoints" / "checkpoint-99"
+    stale.mkdir(parents=True)  # what an interrupted run of another configuration would leave
+    (out / "crossfit" / "fold1" / "heldout.jsonl").unlink()  # fold 1 "was interrupted" before finishing
+
+    monkeypatch.setenv("SPECACT_RESUME", "1")
+    trained = []
+    real = tr._train_sft
+    monkeypatch.setattr(tr, "_train_sft", lambda recs, *a, **k: trained.append(len(recs)) or real(recs, *a, **k))
+    assert train_sft(RECS[:12], RECS[12:16], cfg, PROMPT, out, 0, run_dir, quiet=True) == first and trained == []
+    again = crossfit(RECS[:12], cfg, PROMPT, 2, out, 0, run_dir, max_new_tokens=4, quiet=True)
+    assert len(trained) == 1  # only the unfinished fold trained again
+    fold0 = {r["id"] for r in read_rows(out / "crossfit" / "fold0" / "heldout.jsonl")}
+    assert [r for r in again if r["id"] in fold0] == [r for r in rows if r["id"] in fold0]
+
+    monkeypatch.setenv("SPECACT_RESUME", "0")
+    train_sft(RECS[:12], RECS[12:16], cfg, PROMPT, out, 0, run_dir, quiet=True)
+    assert len(trained) == 2 and not stale.exists()  # fresh: trained again, the foreign checkpoint gone
 
 
 def _pairs(recs):
