@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from collections import OrderedDict
 from dataclasses import astuple, dataclass
 from typing import Any
@@ -196,7 +197,7 @@ def save_prompt_cache(path, tokenizer=None) -> int:
     entries = {k: (v, _PARTS.get(k)) for k, v in _CACHE.items() if (fp is None or k[0] == fp) and k[1][0] < UNLIMITED}  # [1][0]: max_prompt_tokens
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per writer: stages side by side may save at once
     tmp.write_bytes(pickle.dumps(entries, protocol=pickle.HIGHEST_PROTOCOL))
     tmp.replace(path)  # atomic: a reader never sees half a file
     return len(entries)

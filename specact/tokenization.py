@@ -135,6 +135,19 @@ def load_bpe(vocab_size: int, run_dir: str | Path | None, train_texts: list[str]
     whichever stage (proposer, cross-fitting, verifier, strong) happens to train it first.
     """
     cache = bpe_dir(run_dir, vocab_size) if run_dir else None
+    if cache is None:
+        return _load_or_train_bpe(vocab_size, None, train_texts)
+    # Stages run side by side (`--stage-jobs`) may both find no tokenizer: one trains and saves it while
+    # the other waits, then loads it -- never two writers in one directory, never a half-written file read.
+    import fcntl
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache.parent / f".{cache.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _load_or_train_bpe(vocab_size, cache, train_texts)
+
+
+def _load_or_train_bpe(vocab_size: int, cache: Path | None, train_texts: list[str] | None) -> PreTrainedTokenizerFast:
     digest = corpus_digest(train_texts, vocab_size) if train_texts else None
     if cache is not None and (cache / "tokenizer.json").is_file() and digest in (None, _cached_digest(cache)):
         tok = AutoTokenizer.from_pretrained(str(cache))

@@ -44,6 +44,23 @@ def test_bpe_tokenizer_is_deterministic_cached_and_chatml(run_dir):
         load_tokenizer(tiny_spec(vocab=500), run_dir)
 
 
+def test_bpe_trained_by_two_stages_at_once_is_written_once(tmp_path, monkeypatch):
+    # --stage-jobs: train_proposer and train_strong may both find no tokenizer; one trains it, the other loads it
+    import threading
+
+    import specact.tokenization as tk
+
+    texts, trained, out = bpe_corpus(make_records(), PROMPT), [], {}
+    real = tk.train_bpe
+    monkeypatch.setattr(tk, "train_bpe", lambda *a: trained.append(1) or real(*a))
+    threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, tk.load_bpe(480, tmp_path, texts))) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(trained) == 1 and out[0].get_vocab() == out[1].get_vocab()
+
+
 def test_from_config_model_is_seeded_and_counted(run_dir):
     a = load_model(tiny_spec(), run_dir=run_dir, seed=3)
     b = load_model(tiny_spec(), run_dir=run_dir, seed=3)
