@@ -67,7 +67,8 @@ def run_mode(args) -> dict:
     if after:
         ev.set_call_budgets(roles, to_records(dd["train"]), cfg.max_new_tokens, run_dir=None)
     reuse = {"dev": out / "dev_before.jsonl"} if after else {}
-    rows = ev.predict_splits(targets, roles, cfg, prompt_cfg, study.seed, reuse=reuse, quiet=True, stop_early=after)
+    rows = ev.predict_splits(targets, roles, cfg, prompt_cfg, study.seed, reuse=reuse, quiet=True, stop_early=after,
+                             share_prefill=after)
     seconds = time.perf_counter() - t0
     if profiler:
         profiler.disable()

@@ -8,6 +8,7 @@ charged for every call it would make. Computing each role once keeps the compari
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import random
 from pathlib import Path
@@ -91,7 +92,7 @@ def predict(records: list[dict], roles: dict, eval_cfg: EvalConfig, prompt_cfg: 
     Each role generates calls within its ``call_budget`` (:func:`set_call_budgets`; else
     ``eval_cfg.max_new_tokens``), stopping once a call is settled unless ``stop_early=False``.
     ``share_prefill``: calls (E's samples' too) are decoded on the label scorer's KV cache
-    (:mod:`specact.decoding`) instead of prefilling each prompt again in ``generate`` (``False``:
+    (:mod:`specact.prefix_sharing`) instead of prefilling each prompt again in ``generate`` (``False``:
     the path before it, kept for the benchmark's baseline).
     """
     from specact.prompts import prompt_ids, tokenizer_fingerprint
@@ -113,17 +114,28 @@ def predict(records: list[dict], roles: dict, eval_cfg: EvalConfig, prompt_cfg: 
             row[role] = o
     if linear is not None:
         _linear_rows(rows, records, linear, roles["cheap"][1], prompt_cfg)
-    _verify_cheap(rows, records, roles, eval_cfg, prompt_cfg, quiet)
+    owners, props = [], []
     if eval_cfg.n_samples > 0:
         cheap_cfg = dataclasses.replace(eval_cfg, max_new_tokens=roles["cheap"][2].get("call_budget", eval_cfg.max_new_tokens))
-        _samples(rows, records, roles, cheap_cfg, prompt_cfg, seed, quiet, stop_early, extra)
+        owners, props = _sample_proposals(rows, records, roles, cheap_cfg, prompt_cfg, seed, quiet, stop_early, extra)
+    cheap = [(row["cheap"]["pred"], row["cheap"]["call"]) for row in rows]
+    verify = functools.partial(_verify, rows, records, roles, eval_cfg, prompt_cfg, quiet, share_prefill)
+    if share_prefill:  # one read per distinct proposal, one prefill per step (the cheap proposal is E's first)
+        v_cheap, v_samples = _split(verify(list(range(len(rows))) + [i for i, _, _ in owners], cheap + props), len(rows))
+    else:
+        v_cheap, v_samples = verify(list(range(len(rows))), cheap), verify([i for i, _, _ in owners], props)
+    for i, row in enumerate(rows):
+        row["verifier_cheap"] = {"score": float(v_cheap["score"][i]), "prob": float(v_cheap["prob"][i]),
+                                 "tokens": int(v_cheap["tokens"][i]), "seconds": v_cheap["seconds"] / max(len(rows), 1)}
+    if eval_cfg.n_samples > 0:
+        _fill_samples(rows, owners, props, v_samples)
     return rows
 
 
 def _predict_role(role, records, prompts, eval_cfg: EvalConfig, seed, quiet, stop_early, share_prefill, samples):
     """One role's rows, and (``samples``, on the shared-prefill path) E's extra calls
     ``{(i, label): (call, tokens, seconds)}`` decoded in the same pass (else None)."""
-    from specact.decoding import predict_role_shared
+    from specact.prefix_sharing import predict_role_shared
     from specact.scoring import predict_role, sample_proposals
 
     model, tok, info = role
@@ -139,19 +151,25 @@ def _predict_role(role, records, prompts, eval_cfg: EvalConfig, seed, quiet, sto
     return out, calls if picks else None
 
 
-def _verify_cheap(rows, records, roles, eval_cfg: EvalConfig, prompt_cfg, quiet) -> None:
-    """The verifier's score of each cheap proposal, into ``row["verifier_cheap"]``."""
+def _verify(rows, records, roles, eval_cfg: EvalConfig, prompt_cfg, quiet, shared: bool, owners: list[int], props) -> dict:
+    """The verifier's scores of ``props``, proposal k made at step ``owners[k]``
+    (:func:`prefix_sharing.verifier_scores_shared` when ``shared``: a prefill per step)."""
+    from specact.prefix_sharing import verifier_scores_shared
     from specact.scoring import verifier_scores
 
     vmodel, vtok, vinfo = roles["verifier"]
     cal = vinfo["calibration"]
-    cheap_props = [(row["cheap"]["pred"], row["cheap"]["call"]) for row in rows]
     reads = (cal or {}).get("reads_proposer")  # DEFERRAL: a verifier trained on the proposer's distribution reads it
-    v = verifier_scores(vmodel, vtok, records, cheap_props, prompt_cfg, cal, eval_cfg.batch_size, quiet=quiet,
-                        logps=[row["cheap"]["logp"] for row in rows] if reads else None)
-    for i, row in enumerate(rows):
-        row["verifier_cheap"] = {"score": float(v["score"][i]), "prob": float(v["prob"][i]), "tokens": int(v["tokens"][i]),
-                                 "seconds": v["seconds"] / max(len(rows), 1)}
+    fn = verifier_scores_shared if shared else verifier_scores
+    return fn(vmodel, vtok, [records[i] for i in owners], props, prompt_cfg, cal, eval_cfg.batch_size, quiet=quiet,
+              logps=[rows[i]["cheap"]["logp"] for i in owners] if reads else None)
+
+
+def _split(v: dict, n: int) -> tuple[dict, dict]:
+    """One verifier pass's outputs as two: its first ``n`` reads and the rest, seconds shared per read."""
+    per = v["seconds"] / max(len(v["score"]), 1)
+    part = lambda sl: {k: (x[sl] if k != "seconds" else per * len(v["score"][sl])) for k, x in v.items()}  # noqa: E731
+    return part(slice(0, n)), part(slice(n, None))
 
 
 def _extra_calls(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, stop_early) -> tuple[list, dict, float]:
@@ -170,15 +188,14 @@ def _extra_calls(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, stop_e
     return picks, {key: (c, int(t)) for key, c, t in zip(need, gen["calls"], gen["gen_tokens"])}, per_tok
 
 
-def _samples(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, stop_early, extra=None):
+def _sample_proposals(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, stop_early, extra=None):
     """E: the cheap model's top-N distinct labels (``sample_temperature`` 0; else drawn from its one
-    prefill); calls generated where a label uses a tool (the greedy call is reused for the cheap model's
+    prefill), each with a call where it uses a tool (the greedy call is reused for the cheap model's
     own label; ``extra``: the others' ``{(i, label): (call, tokens, seconds)}`` already decoded with
-    the proposer's labels); each scored by the verifier, which reads the proposer's distribution if
-    trained on it."""
-    from specact.scoring import sample_proposals, verifier_scores
+    the proposer's labels, else generated now). Returns (owners [(step, tokens, seconds)], proposals
+    [(label, call)])."""
+    from specact.scoring import sample_proposals
 
-    vmodel, vtok, vinfo = roles["verifier"]
     if extra is None:
         picks, extra, per_tok = _extra_calls(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, stop_early)
         extra = {k: (c, t, t * per_tok) for k, (c, t) in extra.items()}
@@ -194,11 +211,13 @@ def _samples(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, stop_early
                 call, toks, secs = extra.get((i, lab), (None, 0, 0.0))
             props.append((lab, call))
             owners.append((i, toks, secs))
-    reads = (vinfo["calibration"] or {}).get("reads_proposer")  # trained seeing the proposer's distribution
-    v = verifier_scores(vmodel, vtok, [records[i] for i, _, _ in owners], props, prompt_cfg, vinfo["calibration"],
-                        eval_cfg.batch_size, quiet=quiet, logps=[rows[i]["cheap"]["logp"] for i, _, _ in owners] if reads else None)
-    for i in range(len(rows)):
-        rows[i]["samples"] = []
+    return owners, props
+
+
+def _fill_samples(rows, owners, props, v) -> None:
+    """``row["samples"]``: E's proposals of each step with the verifier's scores ``v`` of them."""
+    for row in rows:
+        row["samples"] = []
     for k, ((i, toks, secs), (lab, call)) in enumerate(zip(owners, props)):
         rows[i]["samples"].append({
             "label": lab, "call": call, "score": float(v["score"][k]), "prob": float(v["prob"][k]),

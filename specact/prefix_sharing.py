@@ -23,7 +23,10 @@ import torch
 
 from specact.actions import LABELS, uses_tool
 from specact.prompts import parse_action
-from specact.scoring import CallStop, _batches, label_scorer, length_order, score_batch
+from specact.calibration import apply_calibration
+from specact.scoring import (
+    CallStop, _batches, cache_kwarg, label_scorer, length_order, pad_batch, score_batch, verifier_ids, verifier_scores,
+)
 
 
 def _branch_start(scorer: dict, mask: torch.Tensor, branches: list[tuple[int, str]]):
@@ -137,3 +140,98 @@ def predict_role_shared(model, tokenizer, prompts: list[list[int]], batch_size: 
         rows.append({"logp": lp.tolist(), "pred": pred, "call": call, "prompt_tokens": len(prompts[i]),
                      "gen_tokens": toks, "seconds": res["score_seconds"] / n + secs})
     return rows, calls
+
+
+# ---------------------------------------------------------------- the verifier
+def prefix_groups(seqs: list[list[int]], keys: list) -> list[tuple[int, list[int]]]:
+    """Verifier inputs grouped to share one prefill: ``[(prefix length P, [indices])]``, one group per
+    key (the step: its proposals share the prompt and proposer summary and differ in the action),
+    each distinct sequence once (a sample equal to the cheap proposal is read once). ``P`` is the
+    members' common token prefix, less what leaves every member at least one token of its own."""
+    first: dict[tuple[int, ...], int] = {}
+    by_key: dict = {}
+    for i, s in enumerate(seqs):
+        if tuple(s) not in first:
+            first[tuple(s)] = i
+            by_key.setdefault(keys[i], []).append(i)
+    out = []
+    for members in by_key.values():
+        head, p = seqs[members[0]], len(seqs[members[0]]) - 1
+        for i in members[1:]:
+            s = seqs[i]
+            lcp = next((k for k, (x, y) in enumerate(zip(head, s)) if x != y), min(len(head), len(s)))
+            p = min(p, lcp, len(s) - 1)
+        out.append((p, members))
+    return out
+
+
+def _suffix_tree(seqs, groups, device, dtype):
+    """Per group, its members' suffixes (after the shared prefix) packed as one sequence, padded to the
+    batch's longest: ids [g, C], offsets [g, C], branch-causal bias [g, C, C], and each member's
+    last position in it."""
+    width = max(sum(len(seqs[i]) - p for i in m) for p, m in groups)
+    ids = torch.zeros((len(groups), width), dtype=torch.long)
+    off = torch.zeros((len(groups), width), dtype=torch.long)
+    branch = torch.full((len(groups), width), -1, dtype=torch.long)
+    last: list[list[int]] = []
+    for g, (p, members) in enumerate(groups):
+        k, ends = 0, []
+        for b, i in enumerate(members):
+            suf = seqs[i][p:]
+            ids[g, k: k + len(suf)] = torch.tensor(suf)
+            off[g, k: k + len(suf)] = torch.arange(len(suf))
+            branch[g, k: k + len(suf)] = b
+            k += len(suf)
+            ends.append(k - 1)
+        last.append(ends)
+    pos = torch.arange(width)
+    see = (branch[:, :, None] == branch[:, None, :]) & (off[:, None, :] <= off[:, :, None])
+    see |= pos[None, :, None] == pos[None, None, :]  # padding slots see themselves (no all-masked row)
+    bias = torch.zeros(see.shape, dtype=dtype).masked_fill(~see, torch.finfo(dtype).min)
+    return ids.to(device), off.to(device), bias.to(device), last
+
+
+def _verify_groups(model, seqs: list[list[int]], groups, pad: int) -> dict[int, float]:
+    """Verifier logits of the members of a batch of :func:`prefix_groups`: the prefixes prefilled
+    right-padded without a mask (as :func:`scoring.score_batch`), then every group's suffixes as one
+    branch-packed sequence on that cache; each member is scored at its last token, as the
+    sequence-classification head pools a whole sequence at its last (non-pad) token."""
+    base = getattr(model, model.base_model_prefix)
+    dev, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+    ids, mask = pad_batch([seqs[m[0]][:p] for p, m in groups], pad, dev, side="right")
+    pre = base(input_ids=ids, use_cache=True)
+    cache = pre.cache if getattr(pre, "cache", None) is not None else pre.past_key_values
+    t_ids, t_off, t_bias, last = _suffix_tree(seqs, groups, dev, dtype)
+    g, c = t_ids.shape
+    prompt_bias = torch.zeros(mask.shape, dtype=dtype, device=dev).masked_fill(mask == 0, torch.finfo(dtype).min)
+    bias = torch.cat([prompt_bias[:, None, None, :].expand(g, 1, c, -1), t_bias[:, None]], dim=-1)
+    h = base(input_ids=t_ids, attention_mask=bias, position_ids=mask.sum(-1, keepdim=True) + t_off, use_cache=True,
+             **{cache_kwarg(base): cache}).last_hidden_state
+    at = [(k, e, i) for k, ((_, members), ends) in enumerate(zip(groups, last)) for e, i in zip(ends, members)]
+    logits = model.score(h[[k for k, _, _ in at], [e for _, e, _ in at]])[:, 0].float().cpu().tolist()
+    return {i: x for (_, _, i), x in zip(at, logits)}
+
+
+@torch.inference_mode()
+def verifier_scores_shared(model, tokenizer, records: list[dict], proposals: list[tuple[str, dict | None]],
+                           prompt_cfg=None, calibration: dict | None = None, batch_size: int = 16,
+                           max_length: int | None = None, quiet: bool = False, logps=None) -> dict:
+    """:func:`scoring.verifier_scores` (same arguments and outputs) with one prefill per step: the
+    pairs of one record (the cheap proposal and E's samples) share their prompt's prefill and are
+    read once each (:func:`prefix_groups`). Falls back to :func:`scoring.verifier_scores` for a
+    model without a plain ``score`` head (a PEFT wrapper) or an input ending in the pad token
+    (which the head's pooling would skip)."""
+    t0 = time.perf_counter()
+    max_length = max_length or (calibration or {}).get("max_length")
+    seqs = verifier_ids(tokenizer, records, proposals, prompt_cfg, max_length, logps)
+    pad = model.config.pad_token_id
+    if not hasattr(model, "score") or not hasattr(model, model.base_model_prefix) or any(s[-1] == pad for s in seqs):
+        return verifier_scores(model, tokenizer, records, proposals, prompt_cfg, calibration, batch_size, max_length, quiet, logps)
+    groups = sorted(prefix_groups(seqs, [id(r) for r in records]), key=lambda g: g[0])
+    raw_of: dict[int, float] = {}
+    for s in _batches(len(groups), batch_size, "verifier", quiet):
+        raw_of.update(_verify_groups(model, seqs, groups[s: s + batch_size], pad))
+    first: dict[tuple[int, ...], int] = {}
+    raw = np.array([raw_of[first.setdefault(tuple(x), i)] for i, x in enumerate(seqs)])
+    return {"score": raw, "prob": apply_calibration(raw, calibration),
+            "tokens": np.array([len(x) for x in seqs]), "seconds": time.perf_counter() - t0}
