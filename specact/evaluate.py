@@ -85,18 +85,20 @@ def base_row(record: dict) -> dict:
 
 
 def predict(records: list[dict], roles: dict, eval_cfg: EvalConfig, prompt_cfg: PromptConfig, seed: int = 0,
-            quiet: bool = False, linear=None, stop_early: bool = True, share_prefill: bool = True) -> list[dict]:
+            quiet: bool = False, linear=None, stop_early: bool = True, share_prefill: bool | None = None) -> list[dict]:
     """Per-step rows: every model role's prediction, the verifier on the cheap proposal, E's N samples,
     and (given a fitted ``linear`` baseline pipeline) the linear role's ``{pred, logp}``.
 
     Each role generates calls within its ``call_budget`` (:func:`set_call_budgets`; else
     ``eval_cfg.max_new_tokens``), stopping once a call is settled unless ``stop_early=False``.
-    ``share_prefill``: calls (E's samples' too) are decoded on the label scorer's KV cache
-    (:mod:`specact.prefix_sharing`) instead of prefilling each prompt again in ``generate`` (``False``:
-    the path before it, kept for the benchmark's baseline).
+    ``share_prefill`` (default ``eval_cfg.share_prefill``): calls (E's samples' too) are decoded on
+    the label scorer's KV cache and a step's verifier reads share one prefill
+    (:mod:`specact.prefix_sharing`); ``False``: each prompt is prefilled again in ``generate`` and per
+    verifier read, the path before it (the benchmark's baseline).
     """
     from specact.prompts import prompt_ids, tokenizer_fingerprint
 
+    share_prefill = eval_cfg.share_prefill if share_prefill is None else share_prefill
     rows = [base_row(r) for r in records]
     prompts: dict[str, list[list[int]]] = {}  # per tokenizer: the roles of a profile usually share one
     extra = None  # E's samples' calls, when decoded with the proposer's labels
