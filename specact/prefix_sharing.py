@@ -1,17 +1,25 @@
-"""Label scoring and call generation in one pass: calls are decoded on the scorer's KV cache.
+"""One prefill per prompt in evaluation: calls decoded on the label scorer's KV cache, and a
+step's verifier reads sharing one prefill.
 
 :func:`specact.scoring.predict_role` scores the nine labels (one prefill per prompt) and then
-generates each tool call with ``model.generate``, which prefills the same prompt again: on the
-``default`` CPU run that second prefill was most of generation's time. Here the call is decoded
-greedily on the cache the scoring pass leaves behind: it holds the prompt and the label tree
-(``scoring.label_tree``), so a branch (a row and one of its labels) only feeds its label's last
-token and then one token per step, attending to its prompt's real tokens, its label's tree
-tokens and its own generated tokens through a 4-D additive mask. E's extra labels branch off the
-same cache (the proposer's prompt is prefilled once for the proposal and all its samples).
+generates each tool call with ``model.generate``, which prefills the same prompt again, once per
+call (E's samples: once per extra label); the verifier then reads the whole prompt once per
+proposal. On the ``default`` CPU run those repeated prefills were most of generation's time.
 
-The numbers are those of ``generate`` up to floating-point summation order (other batch shapes):
-``tests/test_decoding.py`` checks that labels, calls and token counts equal
-:func:`scoring.predict_role` / :func:`scoring.generate_calls`'s.
+* Calls: decoded greedily on the cache the scoring pass leaves behind (:func:`score_and_generate`).
+  It holds the prompt and the label tree (``scoring.label_tree``), so a branch (a row and one of
+  its labels) feeds its label's last token and then one token per step, attending to its
+  prompt's real tokens, its label's tree tokens and its own tokens through a 4-D additive mask.
+* Verifier: the proposals of one step (the cheap one and E's samples) share the prompt and the
+  proposer summary; the shared token prefix is prefilled once and the actions after it run as
+  branches of one packed sequence (:func:`verifier_scores_shared`); a repeated proposal is read once.
+
+Labels and log-probabilities are bit-identical to scoring's (the same batches and forwards). Calls
+come from logits equal to ``generate``'s up to floating-point summation order (other batch shapes):
+a greedy token would change only at a near-tie of ~1e-6; ``tests/test_prefix_sharing.py`` and
+``tests/test_evaluate.py`` check calls and token counts equal the unshared path's, and the
+benchmark checks them on the ``default`` run. Verifier scores differ from the unshared reads by
+rounding (the unshared path's own reads of one text differ as much between batches).
 """
 
 from __future__ import annotations
@@ -22,8 +30,8 @@ import numpy as np
 import torch
 
 from specact.actions import LABELS, uses_tool
-from specact.prompts import parse_action
 from specact.calibration import apply_calibration
+from specact.prompts import parse_action
 from specact.scoring import (
     CallStop, _batches, cache_kwarg, label_scorer, length_order, pad_batch, score_batch, verifier_ids, verifier_scores,
 )
