@@ -9,6 +9,7 @@ from specact_toy import PROMPT, make_records, tiny_spec, toy_run_dir
 from test_scoring import teach_calls
 
 from specact.actions import LABELS, uses_tool
+import specact.prefix_sharing as ps
 from specact.models import load_model, load_tokenizer
 from specact.prefix_sharing import predict_role_shared, prefix_groups, verifier_scores_shared
 from specact.prompts import prompt_ids
@@ -30,11 +31,13 @@ def _top3(idx, logp):
     return [[LABELS[j] for j in np.argsort(-row, kind="stable")[:3]] for row in logp]
 
 
-@pytest.mark.parametrize("stop_early", [True, False])
-def test_shared_prefill_rows_equal_predict_roles(setup, stop_early):
+@pytest.mark.parametrize("stop_early, decode_rows", [(True, 256), (False, 256), (True, 1)])
+def test_shared_prefill_rows_equal_predict_roles(setup, stop_early, decode_rows, monkeypatch):
     """Same labels, log-probabilities (the same scoring batches), calls and token counts as
     scoring then generate, for the taught model (calls end at eos) and the untrained one (it never
-    emits eos: budget or early stop), whatever the generation batch width of the reference."""
+    emits eos: budget or early stop), whatever the generation batch width of the reference, and
+    whether the scored batches decode together (prompt regions of other widths) or one by one."""
+    monkeypatch.setattr(ps, "DECODE_ROWS", decode_rows)
     tok, taught, untrained, _, recs = setup
     prompts = [prompt_ids(tok, r, PROMPT) for r in recs]
     for model, budget in ((taught, 40), (untrained, 9)):
