@@ -137,12 +137,12 @@ def predict(records: list[dict], roles: dict, eval_cfg: EvalConfig, prompt_cfg: 
 def _predict_role(role, records, prompts, eval_cfg: EvalConfig, seed, quiet, stop_early, share_prefill, samples):
     """One role's rows, and (``samples``, on the shared-prefill path) E's extra calls
     ``{(i, label): (call, tokens, seconds)}`` decoded in the same pass (else None)."""
-    from specact.prefix_sharing import predict_role_shared
+    from specact.prefix_sharing import plain_greedy, predict_role_shared
     from specact.scoring import predict_role, sample_proposals
 
     model, tok, info = role
     budget = info.get("call_budget", eval_cfg.max_new_tokens)
-    if not (share_prefill and eval_cfg.generate_calls):
+    if not (share_prefill and eval_cfg.generate_calls and plain_greedy(model)):
         return predict_role(model, tok, records, None, eval_cfg.batch_size, eval_cfg.generate_calls, budget, quiet,
                             stop_early, prompts, generate_batch_size=eval_cfg.generation_batch_size), None
     picks = None
@@ -170,7 +170,10 @@ def _verify(rows, records, roles, eval_cfg: EvalConfig, prompt_cfg, quiet, share
 def _split(v: dict, n: int) -> tuple[dict, dict]:
     """One verifier pass's outputs as two: its first ``n`` reads and the rest, seconds shared per read."""
     per = v["seconds"] / max(len(v["score"]), 1)
-    part = lambda sl: {k: (x[sl] if k != "seconds" else per * len(v["score"][sl])) for k, x in v.items()}  # noqa: E731
+
+    def part(sl: slice) -> dict:
+        return {k: (x[sl] if k != "seconds" else per * len(v["score"][sl])) for k, x in v.items()}
+
     return part(slice(0, n)), part(slice(n, None))
 
 

@@ -158,6 +158,21 @@ def decode_greedy(model, tokenizer, cache_kw: str, cache, bias: torch.Tensor, nx
     return [r[: stop.lengths[b]] for b, r in enumerate(out)] if stop_early else out
 
 
+# generate()'s logits processors that change a greedy token; the shared path decodes by argmax alone.
+_GREEDY_PROCESSORS = ("repetition_penalty", "no_repeat_ngram_size", "bad_words_ids", "suppress_tokens",
+                      "begin_suppress_tokens", "min_new_tokens", "min_length", "forced_bos_token_id",
+                      "forced_eos_token_id", "sequence_bias", "exponential_decay_length_penalty")
+
+
+def plain_greedy(model) -> bool:
+    """Whether ``generate(do_sample=False)`` is a plain argmax for ``model``: its generation config
+    sets none of :data:`_GREEDY_PROCESSORS` (a hub model's may; :func:`evaluate.predict` then
+    generates with ``generate``)."""
+    gc = getattr(model, "generation_config", None)
+    vals = {k: getattr(gc, k, None) for k in _GREEDY_PROCESSORS}
+    return (vals.pop("repetition_penalty") or 1.0) == 1.0 and not any(vals.values())
+
+
 @torch.inference_mode()
 def score_and_generate(model, tokenizer, prompts: list[list[int]], wants, batch_size: int = 16,
                        max_new_tokens: int = 64, quiet: bool = False, stop_early: bool = True) -> dict:

@@ -91,3 +91,14 @@ def test_shared_verifier_reads_equal_separate_reads(setup, max_length):
     np.testing.assert_allclose(got["score"], ref["score"], atol=1e-5)
     assert list(got["tokens"]) == list(ref["tokens"])
     np.testing.assert_allclose(got["prob"], 1 / (1 + np.exp(-got["score"])))
+
+
+def test_plain_greedy_only_without_processors_that_change_a_greedy_token(setup):
+    _, taught, _, _, _ = setup
+    assert ps.plain_greedy(taught)
+    old = taught.generation_config.repetition_penalty
+    taught.generation_config.repetition_penalty = 1.1
+    try:
+        assert not ps.plain_greedy(taught)
+    finally:
+        taught.generation_config.repetition_penalty = old
