@@ -314,12 +314,12 @@ def verifier_scores_shared(model, tokenizer, records: list[dict], proposals: lis
     pairs of one record (the cheap proposal and E's samples) share their prompt's prefill and are
     read once each (:func:`prefix_groups`). Falls back to :func:`scoring.verifier_scores` for a
     model without a plain ``score`` head (a PEFT wrapper) or an input ending in the pad token
-    (which the head's pooling would skip)."""
+    (which the head's pooling would skip) or shorter than two tokens (no prefix to share)."""
     t0 = time.perf_counter()
     max_length = max_length or (calibration or {}).get("max_length")
     seqs = verifier_ids(tokenizer, records, proposals, prompt_cfg, max_length, logps)
     pad = model.config.pad_token_id
-    if not hasattr(model, "score") or not hasattr(model, model.base_model_prefix) or any(s[-1] == pad for s in seqs):
+    if not hasattr(model, "score") or not hasattr(model, model.base_model_prefix) or any(len(s) < 2 or s[-1] == pad for s in seqs):
         return verifier_scores(model, tokenizer, records, proposals, prompt_cfg, calibration, batch_size, max_length, quiet, logps)
     groups = sorted(prefix_groups(seqs, [id(r) for r in records]), key=lambda g: g[0])
     raw_of: dict[int, float] = {}
