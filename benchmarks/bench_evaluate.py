@@ -8,9 +8,12 @@ fresh process (no prompt or model cache shared between them), and time what ``sp
 evaluate``'s predict stage does after loading the models:
 
 * ``before``: the run's dev split is scored again (to choose thresholds the run already chose),
-  and calls are generated to eos or the full ``eval.max_new_tokens`` budget;
+  calls are generated with ``generate`` (each prompt prefilled again) to eos or the full
+  ``eval.max_new_tokens`` budget, and the verifier reads each proposal's whole text;
 * ``after``: the run's dev prediction rows are reused, each role's call budget is sized from the
-  train split's gold calls, and generation stops once a call is settled.
+  train split's gold calls, generation stops once a call is settled, calls are decoded on the
+  label scorer's KV cache and a step's verifier reads share one prefill (``share_prefill``,
+  :mod:`specact.prefix_sharing`).
 
 Printed: points/second of the external file for each mode, the speed-up, tokens generated per
 role, and whether every trained role's labels and calls are identical in both modes.
@@ -67,7 +70,8 @@ def run_mode(args) -> dict:
     if after:
         ev.set_call_budgets(roles, to_records(dd["train"]), cfg.max_new_tokens, run_dir=None)
     reuse = {"dev": out / "dev_before.jsonl"} if after else {}
-    rows = ev.predict_splits(targets, roles, cfg, prompt_cfg, study.seed, reuse=reuse, quiet=True, stop_early=after)
+    rows = ev.predict_splits(targets, roles, cfg, prompt_cfg, study.seed, reuse=reuse, quiet=True, stop_early=after,
+                             share_prefill=after)
     seconds = time.perf_counter() - t0
     if profiler:
         profiler.disable()

@@ -200,6 +200,9 @@ class EvalConfig:
     generate_batch_size: int = _help("Decision points per call-generation batch (0 = batch_size). Greedy decoding runs one forward per token; "
                                      "on a GPU a small model's forward costs about the same at 16 rows as at 128 (launch-bound), so "
                                      "generation wants wider batches than label scoring, whose prefill is arithmetic-bound.", default=0)
+    share_prefill: bool = _help("Decode calls (E's samples' too) on the label scorer's KV cache and read a step's proposals with "
+                                "one verifier prefill (specact.prefix_sharing), in the scoring batches; false: prefill again in "
+                                "generate, in generate_batch_size batches (the path before it; what the gpu profile measured).", default=True)
     max_new_tokens: int = _help("Upper cap on a generated call's tokens: each role's budget is the 99th percentile of the train "
                                 "split's gold calls + 16 tokens, at most this (evaluate.set_call_budgets).", default=64)
 

@@ -86,83 +86,148 @@ def base_row(record: dict) -> dict:
 
 
 def predict(records: list[dict], roles: dict, eval_cfg: EvalConfig, prompt_cfg: PromptConfig, seed: int = 0,
-            quiet: bool = False, linear=None, stop_early: bool = True) -> list[dict]:
+            quiet: bool = False, linear=None, stop_early: bool = True, share_prefill: bool | None = None) -> list[dict]:
     """Per-step rows: every model role's prediction, the verifier on the cheap proposal, E's N samples,
     and (given a fitted ``linear`` baseline pipeline) the linear role's ``{pred, logp}``.
 
     Each role generates calls within its ``call_budget`` (:func:`set_call_budgets`; else
     ``eval_cfg.max_new_tokens``), stopping once a call is settled unless ``stop_early=False``.
+    ``share_prefill`` (default ``eval_cfg.share_prefill``): calls (E's samples' too) are decoded on
+    the label scorer's KV cache and a step's verifier reads share one prefill
+    (:mod:`specact.prefix_sharing`); ``False``: each prompt is prefilled again in ``generate`` and per
+    verifier read, the path before it (the benchmark's baseline).
     """
-    from specact.scoring import generate_calls, predict_role, sample_proposals, verifier_scores
-
     from specact.prompts import prompt_ids, tokenizer_fingerprint
 
-    bs, n = eval_cfg.batch_size, len(records)
+    share_prefill = eval_cfg.share_prefill if share_prefill is None else share_prefill
     rows = [base_row(r) for r in records]
     prompts: dict[str, list[list[int]]] = {}  # per tokenizer: the roles of a profile usually share one
+    extra = None  # E's samples' calls, when decoded with the proposer's labels
     for role in ("cheap", "strong", "strong_frozen"):
         if role not in roles:
             continue
-        model, tok, info = roles[role]
-        budget = info.get("call_budget", eval_cfg.max_new_tokens)
+        tok = roles[role][1]
         key = tokenizer_fingerprint(tok)
         if key not in prompts:
             prompts[key] = [prompt_ids(tok, r, prompt_cfg) for r in records]
-        out = predict_role(model, tok, records, prompt_cfg, bs, eval_cfg.generate_calls, budget, quiet, stop_early, prompts[key],
-                           generate_batch_size=eval_cfg.generation_batch_size)
+        out, calls = _predict_role(roles[role], records, prompts[key], eval_cfg, seed, quiet, stop_early,
+                                   share_prefill, samples=role == "cheap")
+        extra = calls if role == "cheap" else extra
         for row, o in zip(rows, out):
             row[role] = o
     if linear is not None:
         _linear_rows(rows, records, linear, roles["cheap"][1], prompt_cfg)
-    vmodel, vtok, vinfo = roles["verifier"]
-    cal = vinfo["calibration"]
-    cheap_props = [(row["cheap"]["pred"], row["cheap"]["call"]) for row in rows]
-    reads = (cal or {}).get("reads_proposer")  # DEFERRAL: a verifier trained on the proposer's distribution reads it
-    v = verifier_scores(vmodel, vtok, records, cheap_props, prompt_cfg, cal, bs, quiet=quiet,
-                        logps=[row["cheap"]["logp"] for row in rows] if reads else None)
-    for i, row in enumerate(rows):
-        row["verifier_cheap"] = {"score": float(v["score"][i]), "prob": float(v["prob"][i]), "tokens": int(v["tokens"][i]),
-                                 "seconds": v["seconds"] / max(n, 1)}
+    owners, props = [], []
     if eval_cfg.n_samples > 0:
         cheap_cfg = dataclasses.replace(eval_cfg, max_new_tokens=roles["cheap"][2].get("call_budget", eval_cfg.max_new_tokens))
-        gen = functools.partial(generate_calls, stop_early=stop_early)
-        _samples(rows, records, roles, cheap_cfg, prompt_cfg, seed, quiet, gen, sample_proposals, verifier_scores)
+        owners, props = _sample_proposals(rows, records, roles, cheap_cfg, prompt_cfg, seed, quiet, stop_early, extra)
+    cheap = [(row["cheap"]["pred"], row["cheap"]["call"]) for row in rows]
+    verify = functools.partial(_verify, rows, records, roles, eval_cfg, prompt_cfg, quiet, share_prefill)
+    if share_prefill:  # one read per distinct proposal, one prefill per step (the cheap proposal is E's first)
+        v_cheap, v_samples = _split(verify(list(range(len(rows))) + [i for i, _, _ in owners], cheap + props), len(rows))
+    else:
+        v_cheap, v_samples = verify(list(range(len(rows))), cheap), verify([i for i, _, _ in owners], props)
+    for i, row in enumerate(rows):
+        row["verifier_cheap"] = {"score": float(v_cheap["score"][i]), "prob": float(v_cheap["prob"][i]),
+                                 "tokens": int(v_cheap["tokens"][i]), "seconds": v_cheap["seconds"] / max(len(rows), 1)}
+    if eval_cfg.n_samples > 0:
+        _fill_samples(rows, owners, props, v_samples)
     return rows
 
 
-def _samples(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, generate_calls, sample_proposals, verifier_scores):
-    """E: the cheap model's top-N distinct labels (``sample_temperature`` 0; else drawn from its one
-    prefill); calls generated where a label uses a tool (the greedy call is reused for the cheap model's
-    own label); each scored by the verifier, which reads the proposer's distribution if trained on it."""
-    model, tok, _ = roles["cheap"]
+def _predict_role(role, records, prompts, eval_cfg: EvalConfig, seed, quiet, stop_early, share_prefill, samples):
+    """One role's rows, and (``samples``, on the shared-prefill path) E's extra calls
+    ``{(i, label): (call, tokens, seconds)}`` decoded in the same pass (else None)."""
+    from specact.prefix_sharing import plain_greedy, predict_role_shared
+    from specact.scoring import predict_role, sample_proposals
+
+    model, tok, info = role
+    budget = info.get("call_budget", eval_cfg.max_new_tokens)
+    if not (share_prefill and eval_cfg.generate_calls and plain_greedy(model)):
+        return predict_role(model, tok, records, None, eval_cfg.batch_size, eval_cfg.generate_calls, budget, quiet,
+                            stop_early, prompts, generate_batch_size=eval_cfg.generation_batch_size), None
+    picks = None
+    if samples and eval_cfg.n_samples > 0:
+        def picks(idx, logp):  # E's top-N (or drawn) labels; each row's draw depends on its index only
+            return [[LABELS[j] for j in js] for js in sample_proposals(logp, eval_cfg.n_samples, eval_cfg.sample_temperature, seed, idx)]
+    out, calls = predict_role_shared(model, tok, prompts, eval_cfg.batch_size, budget, quiet, stop_early, picks)
+    return out, calls if picks else None
+
+
+def _verify(rows, records, roles, eval_cfg: EvalConfig, prompt_cfg, quiet, shared: bool, owners: list[int], props) -> dict:
+    """The verifier's scores of ``props``, proposal k made at step ``owners[k]``
+    (:func:`prefix_sharing.verifier_scores_shared` when ``shared``: a prefill per step)."""
+    from specact.prefix_sharing import verifier_scores_shared
+    from specact.scoring import verifier_scores
+
     vmodel, vtok, vinfo = roles["verifier"]
+    cal = vinfo["calibration"]
+    reads = (cal or {}).get("reads_proposer")  # DEFERRAL: a verifier trained on the proposer's distribution reads it
+    fn = verifier_scores_shared if shared else verifier_scores
+    return fn(vmodel, vtok, [records[i] for i in owners], props, prompt_cfg, cal, eval_cfg.batch_size, quiet=quiet,
+              logps=[rows[i]["cheap"]["logp"] for i in owners] if reads else None)
+
+
+def _split(v: dict, n: int) -> tuple[dict, dict]:
+    """One verifier pass's outputs as two: its first ``n`` reads and the rest, seconds shared per read."""
+    per = v["seconds"] / max(len(v["score"]), 1)
+
+    def part(sl: slice) -> dict:
+        return {k: (x[sl] if k != "seconds" else per * len(v["score"][sl])) for k, x in v.items()}
+
+    return part(slice(0, n)), part(slice(n, None))
+
+
+def _extra_calls(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, stop_early) -> tuple[list, dict, float]:
+    """E's proposals per step (the cheap model's top-N labels, or drawn) and the calls of those that
+    use a tool and are not the cheap proposal, generated now: (picks, {(i, label): (call, tokens)}, s/token)."""
+    from specact.scoring import generate_calls, sample_proposals
+
+    model, tok, _ = roles["cheap"]
     logp = np.array([row["cheap"]["logp"] for row in rows])
-    picks = sample_proposals(logp, eval_cfg.n_samples, eval_cfg.sample_temperature, seed)
-    need = [(i, LABELS[j]) for i, js in enumerate(picks) for j in js
-            if uses_tool(LABELS[j]) and LABELS[j] != rows[i]["cheap"]["pred"] and eval_cfg.generate_calls]
+    picks = [[LABELS[j] for j in js] for js in sample_proposals(logp, eval_cfg.n_samples, eval_cfg.sample_temperature, seed)]
+    need = [(i, lab) for i, labs in enumerate(picks) for lab in labs
+            if uses_tool(lab) and lab != rows[i]["cheap"]["pred"] and eval_cfg.generate_calls]
     gen = generate_calls(model, tok, [records[i] for i, _ in need], [lab for _, lab in need], prompt_cfg,
-                         eval_cfg.max_new_tokens, eval_cfg.generation_batch_size, quiet) if need else {"calls": [], "gen_tokens": [], "seconds": 0.0}
-    extra = {key: (c, int(t)) for key, c, t in zip(need, gen["calls"], gen["gen_tokens"])}
+                         eval_cfg.max_new_tokens, eval_cfg.generation_batch_size, quiet, stop_early) if need else {"calls": [], "gen_tokens": [], "seconds": 0.0}
     per_tok = gen["seconds"] / max(sum(int(t) for t in gen["gen_tokens"]), 1)
+    return picks, {key: (c, int(t)) for key, c, t in zip(need, gen["calls"], gen["gen_tokens"])}, per_tok
+
+
+def _sample_proposals(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, stop_early, extra=None):
+    """E: the cheap model's top-N distinct labels (``sample_temperature`` 0; else drawn from its one
+    prefill), each with a call where it uses a tool (the greedy call is reused for the cheap model's
+    own label; ``extra``: the others' ``{(i, label): (call, tokens, seconds)}`` already decoded with
+    the proposer's labels, else generated now). Returns (owners [(step, tokens, seconds)], proposals
+    [(label, call)])."""
+    from specact.scoring import sample_proposals
+
+    if extra is None:
+        picks, extra, per_tok = _extra_calls(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, stop_early)
+        extra = {k: (c, t, t * per_tok) for k, (c, t) in extra.items()}
+    else:
+        logp = np.array([row["cheap"]["logp"] for row in rows])
+        picks = [[LABELS[j] for j in js] for js in sample_proposals(logp, eval_cfg.n_samples, eval_cfg.sample_temperature, seed)]
     props, owners = [], []
-    for i, js in enumerate(picks):
-        for j in js:
-            lab = LABELS[j]
+    for i, labs in enumerate(picks):
+        for lab in labs:
             if lab == rows[i]["cheap"]["pred"]:
-                call, toks = rows[i]["cheap"]["call"], 0  # already generated (and charged) for the cheap call
+                call, toks, secs = rows[i]["cheap"]["call"], 0, 0.0  # already generated (and charged) for the cheap call
             else:
-                call, toks = extra.get((i, lab), (None, 0))
+                call, toks, secs = extra.get((i, lab), (None, 0, 0.0))
             props.append((lab, call))
-            owners.append((i, toks))
-    reads = (vinfo["calibration"] or {}).get("reads_proposer")  # trained seeing the proposer's distribution
-    v = verifier_scores(vmodel, vtok, [records[i] for i, _ in owners], props, prompt_cfg, vinfo["calibration"],
-                        eval_cfg.batch_size, quiet=quiet, logps=[rows[i]["cheap"]["logp"] for i, _ in owners] if reads else None)
-    for i in range(len(rows)):
-        rows[i]["samples"] = []
-    for k, ((i, toks), (lab, call)) in enumerate(zip(owners, props)):
+            owners.append((i, toks, secs))
+    return owners, props
+
+
+def _fill_samples(rows, owners, props, v) -> None:
+    """``row["samples"]``: E's proposals of each step with the verifier's scores ``v`` of them."""
+    for row in rows:
+        row["samples"] = []
+    for k, ((i, toks, secs), (lab, call)) in enumerate(zip(owners, props)):
         rows[i]["samples"].append({
             "label": lab, "call": call, "score": float(v["score"][k]), "prob": float(v["prob"][k]),
-            "tokens": toks, "seconds": toks * per_tok,
+            "tokens": toks, "seconds": secs,
             "verifier_tokens": int(v["tokens"][k]), "verifier_seconds": v["seconds"] / max(len(props), 1),
         })
 

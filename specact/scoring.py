@@ -135,46 +135,64 @@ def continuation_scores(model, prefill, mask, tree, cache_kw: str, n_lab: int) -
     return torch.zeros(b, n_lab, device=mask.device).index_add_(1, t_lab, lp)
 
 
-@torch.inference_mode()
-def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int = 16, quiet: bool = False) -> np.ndarray:
-    """log p(label continuation | prompt) for pre-tokenized prompts -> float64 array [n, 9].
-
-    Two forwards per batch: the right-padded prompts with a KV cache and *no* mask -- causal
-    attention alone keeps each real token from the pads after it, so SDPA runs its mask-free
-    flash kernel -- then the nine continuations packed as one tree-shaped sequence (``label_tree``)
-    that attends to the cache's real positions through an explicit 4-D additive mask: no 9x copy
-    of the cache, ~one prefill of cost. Needs an attention kernel that takes 4-D masks (eager /
-    sdpa, transformers' defaults).
-    """
+def label_scorer(model, tokenizer) -> dict:
+    """What every batch of :func:`score_batch` needs, set up once per model and tokenizer: the
+    forward to call (``compile_scorer``'s if set), the label tree, each label's first token, the
+    cache keyword, the pad id."""
     impl = getattr(model.config, "_attn_implementation", "sdpa") or "sdpa"
     if impl not in ("eager", "sdpa"):
         raise ValueError(f"label scoring packs continuations with a 4-D mask, which attn_implementation={impl!r} "
                          "does not take; load the model with attn_implementation='sdpa'")
     conts = _continuations(tokenizer)
-    n_lab = len(conts)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     dev = _device(model)
-    dtype = next(model.parameters()).dtype
-    tree = label_tree(conts, dev, dtype)
-    first_tok = torch.tensor([c[0] for c in conts], device=dev)
-    cache_kw = cache_kwarg(model)
-    fwd = model.__dict__.get("_specact_compiled", model)  # compile_scorer
-    out = np.zeros((len(prompts), n_lab))
+    return {"fwd": model.__dict__.get("_specact_compiled", model), "conts": conts, "n_lab": len(conts),
+            "tree": label_tree(conts, dev, next(model.parameters()).dtype),
+            "first_tok": torch.tensor([c[0] for c in conts], device=dev), "cache_kw": cache_kwarg(model),
+            "pad": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0, "device": dev}
+
+
+def score_batch(scorer: dict, seqs: list[list[int]]):
+    """One batch of prompts: ([b, 9] label log-scores on the device, right-padding mask, the prefill's
+    output, whose cache now holds the prompts and then the label tree).
+
+    Right padding, no mask: a padding mask would send SDPA to a slower masked kernel (and per-shape
+    set-up work); pads only ever follow the real tokens, which causality hides. Logits only at the
+    positions where some row ends ([b, <=b, vocab]; sorted lengths repeat).
+    """
+    ids, mask = pad_batch(seqs, scorer["pad"], scorer["device"], side="right")
+    b, fwd = ids.shape[0], scorer["fwd"]
+    keep, col = torch.unique(mask.sum(-1) - 1, return_inverse=True)
+    pre = fwd(input_ids=ids, use_cache=True, logits_to_keep=keep)
+    row_logits = pre.logits[torch.arange(b, device=ids.device), col]
+    head = torch.log_softmax(row_logits.float(), -1)[:, scorer["first_tok"]]  # [b, 9]: each label's first token
+    cont = continuation_scores(fwd, pre, mask, scorer["tree"], scorer["cache_kw"], scorer["n_lab"])
+    return head + cont, mask, pre
+
+
+def length_order(prompts: list[list[int]]) -> list[int]:
+    """Indices by prompt length: batches of similar lengths keep padding (wasted prefill) small."""
+    return sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+
+
+@torch.inference_mode()
+def score_prompt_ids(model, tokenizer, prompts: list[list[int]], batch_size: int = 16, quiet: bool = False) -> np.ndarray:
+    """log p(label continuation | prompt) for pre-tokenized prompts -> float64 array [n, 9].
+
+    Two forwards per batch (:func:`score_batch`): the right-padded prompts with a KV cache and *no*
+    mask -- causal attention alone keeps each real token from the pads after it, so SDPA runs its
+    mask-free flash kernel -- then the nine continuations packed as one tree-shaped sequence
+    (``label_tree``) that attends to the cache's real positions through an explicit 4-D additive
+    mask: no 9x copy of the cache, ~one prefill of cost. Needs an attention kernel that takes 4-D
+    masks (eager / sdpa, transformers' defaults). Results come back in input order.
+    """
+    scorer = label_scorer(model, tokenizer)
+    out = np.zeros((len(prompts), scorer["n_lab"]))
     done = []
-    # Sorting by length keeps padding (wasted prefill) small; results go back to input order.
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    order = length_order(prompts)
     for s in _batches(len(order), batch_size, "score labels", quiet):
         idx = order[s: s + batch_size]
-        ids, mask = pad_batch([prompts[i] for i in idx], pad, dev, side="right")
-        b = ids.shape[0]
-        # Right padding, no mask: a padding mask would send SDPA to a slower masked kernel (and
-        # per-shape set-up work); pads only ever follow the real tokens, which causality hides.
-        # Logits only at the positions where some row ends ([b, <=b, vocab]; sorted lengths repeat).
-        keep, col = torch.unique(mask.sum(-1) - 1, return_inverse=True)
-        pre = fwd(input_ids=ids, use_cache=True, logits_to_keep=keep)
-        row_logits = pre.logits[torch.arange(b, device=dev), col]
-        head = torch.log_softmax(row_logits.float(), -1)[:, first_tok]  # [b, 9]: each label's first token
-        done.append((idx, head + continuation_scores(fwd, pre, mask, tree, cache_kw, n_lab)))  # on the device: no sync per batch
+        scores, _, pre = score_batch(scorer, [prompts[i] for i in idx])
+        done.append((idx, scores))  # on the device: no sync per batch
         del pre
     for idx, scores in done:
         out[idx] = scores.double().cpu().numpy()
@@ -328,13 +346,15 @@ def call_token_budget(tokenizer, records: list[dict], cap: int, quantile: float 
     return int(min(cap, np.ceil(np.quantile(lengths, quantile)) + margin))
 
 
-def sample_proposals(logp: np.ndarray, n: int, temperature: float = 0.0, seed: int = 0) -> list[list[int]]:
+def sample_proposals(logp: np.ndarray, n: int, temperature: float = 0.0, seed: int = 0,
+                     rows: list[int] | None = None) -> list[list[int]]:
     """``n`` distinct label indices per row: at ``temperature`` 0 the proposer's top-``n`` labels
     (the greedy proposal first), else sampled without replacement from softmax(logp / T).
 
     Gumbel-top-k: adding Gumbel noise to logp / T and keeping the k largest draws k labels
     without replacement with the right probabilities, from the one prefill already paid for.
-    Row i's noise comes from ``seed`` and i only: other rows' scores never change its draw.
+    Row i's noise comes from ``seed`` and i only (``rows[i]`` when given: the rows' indices in the
+    whole split, for a caller that draws batch by batch): other rows' scores never change its draw.
     """
     logp = np.asarray(logp, dtype=np.float64)
     k = min(n, logp.shape[1])
@@ -342,7 +362,7 @@ def sample_proposals(logp: np.ndarray, n: int, temperature: float = 0.0, seed: i
         return [[int(j) for j in np.argsort(-row, kind="stable")[:k]] for row in logp]
     out = []
     for i, row in enumerate(logp):
-        g = np.random.default_rng([seed, i]).gumbel(size=row.shape)
+        g = np.random.default_rng([seed, rows[i] if rows is not None else i]).gumbel(size=row.shape)
         keys = row / max(temperature, 1e-8) + g
         out.append([int(j) for j in np.argsort(-keys, kind="stable")[:k]])
     return out

@@ -138,11 +138,29 @@ def test_generation_batch_width_is_its_own_setting_and_changes_no_prediction(rol
     real = sc._generate_batch
     monkeypatch.setattr(sc, "_generate_batch", lambda model, tok, seqs, *a: widths.append(len(seqs)) or real(model, tok, seqs, *a))
     recs = _records(6)
-    narrow = ev.predict(recs, roles, CFG, PROMPT, seed=0, quiet=True)
+    narrow = ev.predict(recs, roles, CFG, PROMPT, seed=0, quiet=True, share_prefill=False)  # generate's batches
     assert widths and max(widths) <= CFG.batch_size
     widths.clear()
-    wide = ev.predict(recs, roles, dataclasses.replace(CFG, generate_batch_size=64), PROMPT, seed=0, quiet=True)
+    wide = ev.predict(recs, roles, dataclasses.replace(CFG, generate_batch_size=64), PROMPT, seed=0, quiet=True, share_prefill=False)
     assert max(widths) > CFG.batch_size  # every generation call (cheap, strong, E's samples) took the wide batch
     for role in ("cheap", "strong"):
         assert [r[role]["call"] for r in narrow] == [r[role]["call"] for r in wide]
     assert [[s["call"] for s in r["samples"]] for r in narrow] == [[s["call"] for s in r["samples"]] for r in wide]
+
+
+@pytest.mark.parametrize("stop_early", [True, False])
+def test_shared_prefill_predicts_what_the_unshared_path_does(roles, stop_early):
+    """predict with calls decoded on the scorer's cache and verifier reads sharing a prefill (the
+    default) against the path before it: the same labels, log-probabilities, calls, token counts
+    and samples; verifier scores equal to rounding (other batch shapes)."""
+    recs = _records(7)
+    new = ev.predict(recs, roles, CFG, PROMPT, seed=0, quiet=True, stop_early=stop_early)
+    old = ev.predict(recs, roles, CFG, PROMPT, seed=0, quiet=True, stop_early=stop_early, share_prefill=False)
+    assert sum(r["cheap"]["call"] is not None for r in new) >= 2
+    for role in ("cheap", "strong"):
+        for key in ("logp", "pred", "call", "gen_tokens", "prompt_tokens"):
+            assert [r[role][key] for r in new] == [r[role][key] for r in old], (role, key)
+    key = lambda r: [(s["label"], s["call"], s["tokens"], s["verifier_tokens"]) for s in r["samples"]]  # noqa: E731
+    assert [key(r) for r in new] == [key(r) for r in old]
+    score = lambda rows: [r["verifier_cheap"]["score"] for r in rows] + [s["score"] for r in rows for s in r["samples"]]  # noqa: E731
+    np.testing.assert_allclose(score(new), score(old), atol=1e-5)

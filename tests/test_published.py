@@ -111,3 +111,20 @@ def test_readme_gpu_partial_figures_match_its_metrics():
         line = next(x for x in log.splitlines() if f"/{seed}/" in x)
         top = float(line.split("real_auroc_top_prob=")[1].split()[0])
         assert f"{top:.3f}" in section
+
+
+def test_external_evaluation_rows_quote_the_default_run_log():
+    """BENCHMARKS.md's `default`-run external-evaluation rows (2 threads, then 1) quote the log's first
+    two runs (the 2-thread row also its third), and every run says the trained roles' labels and
+    calls were identical."""
+    import re
+
+    log = (REPO / "reports" / "published" / "2026-12-01-bench-evaluate-cpu" / "bench_evaluate_default_ba5fc16.log").read_text()
+    runs = log.split("$ python")[1:]
+    assert len(runs) == 3 and all("trained roles' labels and calls identical: yes" in r for r in runs)
+    lines = BENCHMARKS.splitlines()
+    first = next(i for i, line in enumerate(lines) if "bench_evaluate_default_ba5fc16.log" in line)
+    for run, row in zip(runs, [lines[first], lines[first + 1], lines[first]]):
+        (b, bp), (a, ap) = re.findall(r"(?:before|after):\s+([\d.]+) s predicting .*?([\d.]+) points/s", run)
+        x = re.search(r"speed-up: ([\d.]+)x", run).group(1)
+        assert f"before {b} s ({bp} points/s), after {a} s" in row and f"{ap} points/s" in row and f"**{x}×**" in row
