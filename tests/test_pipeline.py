@@ -319,8 +319,10 @@ def test_stage_jobs_let_running_stages_finish_then_raise_the_failure(tmp_path):
     params, paths, nbs, run = make_study(tmp_path, "run_id: toy\nconfigurations: [B]\n", fail_stage="train_strong")
     with pytest.raises(StageError, match="stage train_strong failed: RuntimeError: planted failure"):
         run(stage_jobs=2)
-    assert "train_verifier" in ran(paths) and "predict" not in ran(paths)  # the proposer's branch went on
-    assert json.loads((paths.run_dir / "stages" / "train_verifier.json").read_text())["status"] == "ok"
+    # the stage running beside the failure finished and was recorded; nothing new started after the failure
+    # (train_verifier ran only if train_proposer ended before train_strong failed: a race, not checked)
+    assert "train_proposer" in ran(paths) and "predict" not in ran(paths)
+    assert json.loads((paths.run_dir / "stages" / "train_proposer.json").read_text())["status"] == "ok"
 
 
 def test_data_seed_defaults_to_seed_and_feeds_the_data_and_predict_stages(tmp_path):
