@@ -178,20 +178,18 @@ def _split(v: dict, n: int) -> tuple[dict, dict]:
     return part(slice(0, n)), part(slice(n, None))
 
 
-def _extra_calls(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, stop_early) -> tuple[list, dict, float]:
-    """E's proposals per step (the cheap model's top-N labels, or drawn) and the calls of those that
-    use a tool and are not the cheap proposal, generated now: (picks, {(i, label): (call, tokens)}, s/token)."""
-    from specact.scoring import generate_calls, sample_proposals
+def _extra_calls(picks, rows, records, roles, eval_cfg, prompt_cfg, quiet, stop_early) -> tuple[dict, float]:
+    """The calls of E's ``picks`` that use a tool and are not the cheap proposal, generated now:
+    ({(i, label): (call, tokens)}, seconds per generated token)."""
+    from specact.scoring import generate_calls
 
     model, tok, _ = roles["cheap"]
-    logp = np.array([row["cheap"]["logp"] for row in rows])
-    picks = [[LABELS[j] for j in js] for js in sample_proposals(logp, eval_cfg.n_samples, eval_cfg.sample_temperature, seed)]
     need = [(i, lab) for i, labs in enumerate(picks) for lab in labs
             if uses_tool(lab) and lab != rows[i]["cheap"]["pred"] and eval_cfg.generate_calls]
     gen = generate_calls(model, tok, [records[i] for i, _ in need], [lab for _, lab in need], prompt_cfg,
                          eval_cfg.max_new_tokens, eval_cfg.generation_batch_size, quiet, stop_early) if need else {"calls": [], "gen_tokens": [], "seconds": 0.0}
     per_tok = gen["seconds"] / max(sum(int(t) for t in gen["gen_tokens"]), 1)
-    return picks, {key: (c, int(t)) for key, c, t in zip(need, gen["calls"], gen["gen_tokens"])}, per_tok
+    return {key: (c, int(t)) for key, c, t in zip(need, gen["calls"], gen["gen_tokens"])}, per_tok
 
 
 def _sample_proposals(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, stop_early, extra=None):
@@ -202,12 +200,11 @@ def _sample_proposals(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, s
     [(label, call)])."""
     from specact.scoring import sample_proposals
 
+    logp = np.array([row["cheap"]["logp"] for row in rows])
+    picks = [[LABELS[j] for j in js] for js in sample_proposals(logp, eval_cfg.n_samples, eval_cfg.sample_temperature, seed)]
     if extra is None:
-        picks, extra, per_tok = _extra_calls(rows, records, roles, eval_cfg, prompt_cfg, seed, quiet, stop_early)
+        extra, per_tok = _extra_calls(picks, rows, records, roles, eval_cfg, prompt_cfg, quiet, stop_early)
         extra = {k: (c, t, t * per_tok) for k, (c, t) in extra.items()}
-    else:
-        logp = np.array([row["cheap"]["logp"] for row in rows])
-        picks = [[LABELS[j] for j in js] for js in sample_proposals(logp, eval_cfg.n_samples, eval_cfg.sample_temperature, seed)]
     props, owners = [], []
     for i, labs in enumerate(picks):
         for lab in labs:
