@@ -26,6 +26,10 @@ from collections import deque
 from pathlib import Path
 
 _JOB_ENV = "SPECACT_LAUNCHED"  # set in the children: a launched function must not launch again
+# The runner sets this to "1" in the kernel of a stage it re-runs after an attempt with the same key
+# (parameters, library code, upstream outputs) was interrupted or failed, and to "0" otherwise
+# (read by specact.trainer_common.resuming; here, where the torch-free runner can import it too).
+RESUME_ENV = "SPECACT_RESUME"
 
 
 def in_launched_job() -> bool:

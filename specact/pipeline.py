@@ -36,8 +36,7 @@ from typing import Callable, Iterator
 import yaml
 
 from specact.config import ParamsError, StudyConfig, load_params, to_dict
-
-RESUME_ENV = "SPECACT_RESUME"  # specact.trainer_common reads it (not imported here: the runner stays torch-free)
+from specact.launch import RESUME_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"

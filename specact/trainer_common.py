@@ -137,16 +137,11 @@ def one_gpu_per_process(args):
     return args
 
 
-# The runner sets this to "1" in the kernel of a stage it re-runs after an attempt with the same key
-# (parameters, library code, upstream outputs) was interrupted or failed, and to "0" otherwise.
-RESUME_ENV = "SPECACT_RESUME"
-
-
 def resuming() -> bool:
     """True only where what an earlier attempt left (checkpoints, a finished model, a fold's held-out
     predictions) was made by the same job: the runner's stage key vouches for it. Outside the runner
     (a notebook by hand, a sweep) every training starts fresh."""
-    return os.environ.get(RESUME_ENV) == "1"
+    return os.environ.get(launch.RESUME_ENV) == "1"
 
 
 def start_fresh(out_dir: Path, *names: str) -> None:
