@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -401,6 +402,9 @@ def interrupt_kills_kernel() -> Iterator[None]:
     def on_sigint(signum, frame):
         import psutil  # an ipykernel dependency
 
+        # the kernels die on purpose: a stage's thread (--stage-jobs) that sees it need not log it
+        logging.getLogger("papermill").setLevel(logging.CRITICAL)
+
         for child in psutil.Process().children():
             with contextlib.suppress(psutil.Error, OSError):
                 if any("ipykernel" in part for part in child.cmdline()):
@@ -599,33 +603,37 @@ def _run_stages_parallel(stages: list[Stage], ctx: _Ctx, only: list[str], force:
     # Threads, not processes: each stage's work happens in its own kernel; a thread only waits on it.
     # The signal handler lives in this (main) thread: Ctrl-C kills every stage's kernel.
     with headless_env(), interrupt_kills_kernel(), ThreadPoolExecutor(max_workers=stage_jobs) as pool:
-        while True:
-            for name, (i, st) in list(pending.items()):  # in graph order: earlier stages get free slots first
-                if errors or any(d not in tokens for d in st.deps) or len(running) >= stage_jobs:
-                    continue
-                tag = f"[{i}/{len(stages)}]"
-                decision = _decide(st, ctx, tokens, only, force, tag)
-                del pending[name]
-                if "settled" in decision:
-                    tokens[name], summary[name] = decision["token"], decision["settled"]
-                    continue
-                params, key, upstream, resume = decision["run"]
-                env = {**_stage_threads(len(running) + 1, ctx.cpus), RESUME_ENV: "1" if resume else "0"}
-                running[pool.submit(_run_one, st, params, key, upstream, ctx, tag, env)] = (name, key)
-            if not running:
-                if errors or not pending:
-                    break
-                # a pass that starts nothing leaves only stages whose upstream never settles (not on a DAG)
-                raise StageError(f"stages wait on upstream stages that never run: {', '.join(pending)}")
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in done:
-                name, key = running.pop(fut)
-                try:
-                    record = fut.result()
-                except BaseException as e:  # noqa: BLE001 -- the first failure is raised once the running stages end
-                    errors.append(e)
-                    continue
-                tokens[name], summary[name] = record_token(record), _ran(record, key)
+        try:
+            while True:
+                for name, (i, st) in list(pending.items()):  # in graph order: earlier stages get free slots first
+                    if errors or any(d not in tokens for d in st.deps) or len(running) >= stage_jobs:
+                        continue
+                    tag = f"[{i}/{len(stages)}]"
+                    decision = _decide(st, ctx, tokens, only, force, tag)
+                    del pending[name]
+                    if "settled" in decision:
+                        tokens[name], summary[name] = decision["token"], decision["settled"]
+                        continue
+                    params, key, upstream, resume = decision["run"]
+                    env = {**_stage_threads(len(running) + 1, ctx.cpus), RESUME_ENV: "1" if resume else "0"}
+                    running[pool.submit(_run_one, st, params, key, upstream, ctx, tag, env)] = (name, key)
+                if not running:
+                    if errors or not pending:
+                        break
+                    # a pass that starts nothing leaves only stages whose upstream never settles (not on a DAG)
+                    raise StageError(f"stages wait on upstream stages that never run: {', '.join(pending)}")
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    name, key = running.pop(fut)
+                    try:
+                        record = fut.result()
+                    except BaseException as e:  # noqa: BLE001 -- the first failure is raised once the running stages end
+                        errors.append(e)
+                        continue
+                    tokens[name], summary[name] = record_token(record), _ran(record, key)
+        except KeyboardInterrupt:  # as the sequential runner says it, naming every stage that was running
+            names = ", ".join(name for name, _ in running.values())
+            raise StageInterrupted(f"stage {names} interrupted; rerun the same command to resume (finished stages are kept)") from None
     if errors:
         raise errors[0]
     return {st.name: summary[st.name] for st in stages if st.name in summary}

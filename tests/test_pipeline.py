@@ -424,12 +424,18 @@ def test_bpe_cache_is_keyed_by_its_training_data(tmp_path):
     assert bpe_dir(run, 300) != first and bpe_dir(run, 300).name.startswith("tokenizer-bpe-300-")
 
 
-def test_ctrl_c_stops_with_one_line_and_no_kernel_traceback(tmp_path):
-    extra = {"train_strong": "(pathlib.Path(run_dir) / 'started').write_text('')\nimport time; time.sleep(60)\n"}
+@pytest.mark.parametrize("stage_jobs", [1, 2])
+def test_ctrl_c_stops_with_one_line_and_no_kernel_traceback(tmp_path, stage_jobs):
+    # train_strong signals once train_verifier has finished (it always has in sequential order): with
+    # stage_jobs 2 it is then the only stage running, so the one line names it alone
+    extra = {"train_strong": ("import time\nrec = pathlib.Path(run_dir, 'stages', 'train_verifier.json')\n"
+                              "while not (rec.exists() and json.loads(rec.read_text())['status'] == 'ok'):\n"
+                              "    time.sleep(0.1)\n"
+                              "(pathlib.Path(run_dir) / 'started').write_text('')\ntime.sleep(60)\n")}
     params, paths, nbs, run = make_study(tmp_path, "run_id: toy\nconfigurations: [B]\n", extra=extra)
     code = ("import sys, pathlib\nfrom specact.pipeline import run_study, StageInterrupted\n"
             f"try:\n    run_study({str(params)!r}, root={str(tmp_path)!r}, notebooks={str(nbs)!r}, log=print, "
-            f"package=pathlib.Path({str(tmp_path / 'pkg' / 'specact')!r}))\n"
+            f"package=pathlib.Path({str(tmp_path / 'pkg' / 'specact')!r}), stage_jobs={stage_jobs})\n"
             "except StageInterrupted as e:\n    print(e, file=sys.stderr)\n    sys.exit(130)\n")
     # a terminal's Ctrl-C: SIGINT to the runner's process group (a test runner may have SIGINT ignored: restore it)
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stderr=subprocess.PIPE, text=True,
@@ -444,7 +450,9 @@ def test_ctrl_c_stops_with_one_line_and_no_kernel_traceback(tmp_path):
     lines = [ln for ln in err.splitlines() if not ln.startswith("[IPKernelApp]")]
     assert proc.returncode == 130 and "Traceback" not in err
     assert lines == ["stage train_strong interrupted; rerun the same command to resume (finished stages are kept)"]
-    assert json.loads((paths.run_dir / "stages" / "train_strong.json").read_text())["status"] == "running"  # not complete
+    # not complete: the sequential runner stops inside the stage; a stage's thread sees its kernel die and records that
+    status = json.loads((paths.run_dir / "stages" / "train_strong.json").read_text())["status"]
+    assert status == ("running" if stage_jobs == 1 else "failed")
 
 
 @pytest.mark.parametrize("error, rc", [
