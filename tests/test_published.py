@@ -128,3 +128,22 @@ def test_external_evaluation_rows_quote_the_default_run_log():
         (b, bp), (a, ap) = re.findall(r"(?:before|after):\s+([\d.]+) s predicting .*?([\d.]+) points/s", run)
         x = re.search(r"speed-up: ([\d.]+)x", run).group(1)
         assert f"before {b} s ({bp} points/s), after {a} s" in row and f"{ap} points/s" in row and f"**{x}×**" in row
+
+
+def test_readme_lr_sweep_rows_match_the_sweep_csv():
+    """The README's learning-rate table (and the rates gpu.yaml then uses) come from the H200 sweep's CSV."""
+    import csv
+
+    import yaml
+
+    pub = REPO / "reports" / "published" / "2026-12-01-gpu-sweep"
+    rows = list(csv.DictReader((pub / "sweep_lr.csv").open()))
+    best = json.loads((pub / "best.json").read_text())
+    gpu = yaml.safe_load((REPO / "params" / "gpu.yaml").read_text())
+    for role in ("proposer", "strong"):
+        mine = [r for r in rows if r["role"] == role]
+        loss = " / ".join(f"**{float(r['best_dev_loss']):.3f}**" if float(r["learning_rate"]) == best[role]
+                          else f"{float(r['best_dev_loss']):.3f}" for r in mine)
+        acc = " / ".join(f"{100 * float(r['dev_acc']):.1f}%" for r in mine)
+        assert f"| {role} |" in README and loss in README and acc in README, role
+        assert float(gpu[role]["learning_rate"]) == best[role]
